@@ -1,0 +1,97 @@
+"""Where the course runs: device, seeds and the step budget.
+
+One place decides how long every notebook trains: `budget(full, fast)`.
+Set PEFTCOURSE_FAST=1 (CI sets CI=true, which counts too) for a smoke run.
+"""
+import os
+import random
+import platform
+
+import numpy as np
+import torch
+
+DEFAULT_SEED = 0
+
+
+def get_device(prefer=None):
+    """cuda -> mps -> cpu; never assume an accelerator is there.
+
+    `prefer` ("cpu", "cuda", "mps") forces one, with a clear error when it is missing.
+    """
+    if prefer is not None:
+        if prefer not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"unknown device {prefer!r}: use 'cpu', 'cuda' or 'mps'")
+        if prefer == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible; use 'cpu'")
+        if prefer == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' was asked for but Apple MPS is not available; use 'cpu'")
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed=DEFAULT_SEED):
+    """Seed python, numpy and torch (all devices) so a run repeats exactly on the CPU."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return seed
+
+
+def is_fast():
+    """True when PEFTCOURSE_FAST is set to a true value, or CI is set (CI runs smoke sizes)."""
+    flag = os.environ.get("PEFTCOURSE_FAST", "").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    if flag:
+        raise ValueError(f"PEFTCOURSE_FAST={flag!r} is not understood: use 1 or 0")
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def budget(full, fast=None):
+    """The one rule for sizes: `full` in a normal run, `fast` (default: a tenth, at least 2) in fast mode.
+
+    Use it for step counts, example counts, epochs: `steps = budget(300, fast=5)`.
+    """
+    for name, value in (("full", full), ("fast", fast)):
+        if value is None and name == "fast":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"budget({name}=...) must be a positive int, got {value!r}")
+    if not is_fast():
+        return full
+    return fast if fast is not None else max(2, full // 10)
+
+
+def versions():
+    """Versions of the libraries the course is checked against (None where one is missing)."""
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("transformers", "peft", "bitsandbytes", "numpy"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # a missing optional library is reported, not fatal
+            out[name] = None
+    return out
+
+
+def setup(seed=DEFAULT_SEED, quiet=False):
+    """Seed everything and print the banner every notebook starts with. Returns the device."""
+    seed_everything(seed)
+    device = get_device()
+    if not quiet:
+        v = versions()
+        libs = "  ".join(f"{k} {v[k] or 'missing'}" for k in ("torch", "transformers", "peft", "bitsandbytes"))
+        gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "none"
+        mode = "FAST (smoke sizes)" if is_fast() else "full"
+        print(f"peftcourse | python {v['python']}  {libs}")
+        print(f"device: {device} (GPU: {gpu}) | budget: {mode} | seed: {seed}")
+    return device

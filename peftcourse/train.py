@@ -1,0 +1,202 @@
+"""The one training loop of the course. Every notebook and `peftcourse.pretrain` use it.
+
+    history = train(model, batches, steps=200, lr=1e-3)                 # HF model: batch is a dict with labels
+    history = train(net, batches, steps=200, loss_fn=F.cross_entropy)   # any model: batch is (inputs, target)
+
+Only parameters with requires_grad=True reach the optimizer: freezing is how every PEFT method
+"trains a small part", so the loop itself never needs to know which method is in use.
+"""
+import math
+import resource
+import sys
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from .runtime import get_device, seed_everything, DEFAULT_SEED
+
+
+class History:
+    """What happened in a run: one record per step (step, loss, time_s, peak_mem_mb) plus eval records."""
+
+    def __init__(self):
+        self.records = []  # every step
+        self.evals = []    # {"step": ..., metric: value, ...} at each eval
+
+    @property
+    def steps(self):
+        return [r["step"] for r in self.records]
+
+    @property
+    def losses(self):
+        return [r["loss"] for r in self.records]
+
+    @property
+    def wall_time(self):
+        return self.records[-1]["time_s"] if self.records else 0.0
+
+    @property
+    def peak_mem_mb(self):
+        return max((r["peak_mem_mb"] for r in self.records), default=0.0)
+
+    def metric(self, name):
+        """(steps, values) of one eval metric, for plotting."""
+        rows = [e for e in self.evals if name in e]
+        if not rows:
+            known = sorted({k for e in self.evals for k in e} - {"step"})
+            raise KeyError(f"no eval metric {name!r} in this history; it has {known}")
+        return [e["step"] for e in rows], [e[name] for e in rows]
+
+    def last(self, name):
+        """The last value of an eval metric."""
+        return self.metric(name)[1][-1]
+
+    def smoothed_losses(self, window=20):
+        """Running mean of the loss (plots of per-step loss are noisy)."""
+        out, acc = [], 0.0
+        for i, v in enumerate(self.losses):
+            acc += v
+            if i >= window:
+                acc -= self.losses[i - window]
+            out.append(acc / min(i + 1, window))
+        return out
+
+    def __repr__(self):
+        loss = f"{self.losses[-1]:.4f}" if self.records else "-"
+        return f"History(steps={len(self.records)}, last_loss={loss}, evals={len(self.evals)}, wall_time={self.wall_time:.1f}s)"
+
+
+def peak_memory_mb(device):
+    """Peak memory so far: allocated tensors on CUDA, the process's peak resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def to_device(batch, device):
+    """Move a batch (tensor, dict or tuple/list of them) to `device`."""
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def compute_loss(model, batch, loss_fn=None):
+    """HF style (dict batch with labels -> model(**batch).loss) or (inputs, target) with loss_fn(output, target)."""
+    if loss_fn is None:
+        if not isinstance(batch, dict):
+            raise TypeError("without loss_fn the batch must be a dict for a Hugging Face model "
+                            f"(with 'labels'); got {type(batch).__name__}. Pass loss_fn=... for (inputs, target) batches")
+        out = model(**batch)
+        if getattr(out, "loss", None) is None:
+            raise ValueError("the model returned no loss: put 'labels' in the batch or pass loss_fn")
+        return out.loss
+    if isinstance(batch, dict):
+        raise TypeError("with loss_fn the batch must be (inputs, target), got a dict")
+    inputs, target = batch
+    out = model(inputs)
+    logits = getattr(out, "logits", out)
+    return loss_fn(logits, target)
+
+
+def make_optimizer(params, name, lr, weight_decay):
+    if callable(name):
+        return name(params)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: use 'adamw', 'adam', 'sgd' or a callable params -> optimizer")
+
+
+def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weight_decay=0.0,
+          schedule="constant", warmup=0, clip=1.0, eval_fn=None, eval_every=None,
+          seed=DEFAULT_SEED, device=None, progress=True, desc="train"):
+    """Train `model` for `steps` optimizer steps on batches from `data` (cycled when exhausted).
+
+    eval_fn(model) -> dict of metrics runs every `eval_every` steps and after the last step,
+    in eval mode and without gradients. Returns a History. A NaN/Inf loss stops the run.
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}: use 'constant' or 'cosine'")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every <= 0):
+        raise ValueError(f"eval_every must be a positive int or None, got {eval_every!r}")
+    seed_everything(seed)
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (all requires_grad=False): nothing to train")
+    opt = make_optimizer(params, optimizer, lr, weight_decay)
+
+    def lr_at(step):  # linear warmup, then constant or cosine decay to 10% (step counts from 1)
+        if warmup and step <= warmup:
+            return step / warmup
+        if schedule == "cosine":
+            t = (step - warmup) / max(1, steps - warmup)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+        return 1.0
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_at(i + 1))
+    batches = _repeat(data)
+    history = History()
+
+    def run_eval(step):
+        model.eval()
+        with torch.no_grad():
+            metrics = eval_fn(model)
+        model.train()
+        if not isinstance(metrics, dict):
+            raise TypeError(f"eval_fn must return a dict of metrics, got {type(metrics).__name__}")
+        history.evals.append({"step": step, **metrics})
+        return metrics
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.train()
+    start = time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        batch = to_device(next(batches), device)
+        loss = compute_loss(model, batch, loss_fn)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {step} (lr={lr}): stopping instead of "
+                                     "training on; lower the learning rate or check the inputs")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        sched.step()
+        history.records.append({"step": step, "loss": value, "time_s": time.perf_counter() - start,
+                                "peak_mem_mb": peak_memory_mb(device)})
+        if step % 10 == 0 or step == steps:
+            bar.set_postfix(loss=f"{value:.4f}")
+        if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == steps):
+            if not history.evals or history.evals[-1]["step"] != step:
+                run_eval(step)
+    bar.close()
+    return history
+
+
+def _repeat(data):
+    """Cycle a re-iterable (DataLoader) or a one-shot iterator; fail clearly when it is empty."""
+    while True:
+        empty = True
+        for batch in data:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the training data yielded no batches (a one-shot generator is used up after one pass: give a list or a DataLoader)")

@@ -1,0 +1,9 @@
+"""Tests and notebooks run in fast mode (smoke sizes) and offline; set before any kernel starts,
+so nbval's notebook kernels inherit it."""
+import os
+
+os.environ.setdefault("PEFTCOURSE_FAST", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
