@@ -1,0 +1,115 @@
+"""How much memory does fine-tuning need? A calculator, and measurements to check it against.
+
+Lecture: "Naively Fine-Tuning LLaMA-3-8B takes 128GB" (16 bytes per parameter) and
+"How does QLoRA reduce memory to 14GB?" (4 GB 4-bit base + 8.5 bytes per trainable parameter).
+The calculator counts weights, gradients and optimizer states; it does not count activations,
+which grow with batch size and sequence length (that is what the measured numbers add).
+"""
+from dataclasses import dataclass, field
+
+import torch
+
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1, "int4": 0.5, "nf4": 0.5, "fp4": 0.5}
+# optimizer state bytes per trainable parameter: AdamW keeps two moments (m, v)
+OPTIMIZER_BYTES = {"adamw": 8, "adam": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2, "paged_adamw_32bit": 8,
+                   "sgd": 0, "sgd_momentum": 4}
+
+
+@dataclass
+class Recipe:
+    """Bytes per frozen base parameter and, itemised, per trainable parameter."""
+    name: str
+    base_bytes: float
+    trainable_bytes: dict = field(default_factory=dict)
+
+    @property
+    def bytes_per_trainable(self):
+        return sum(self.trainable_bytes.values())
+
+
+# The lecture's two worked examples, itemised exactly as the slides do.
+LECTURE_FULL_FT = Recipe("full FT, fp16 weights + Adam (lecture)", base_bytes=0.0,
+                         trainable_bytes={"weight (fp16)": 2, "gradient (fp16)": 2,
+                                          "Adam: fp32 master copy + 2 moments": 12})
+LECTURE_QLORA = Recipe("QLoRA (lecture)", base_bytes=0.5,
+                       trainable_bytes={"weight (4-bit)": 0.5, "LoRA weight (bf16)": 2,
+                                        "AdamW states": 2, "gradient (fp32)": 4})
+
+
+def _check_choice(kind, value, table):
+    if value not in table:
+        raise ValueError(f"unknown {kind} {value!r}: use one of {sorted(table)}")
+    return table[value]
+
+
+def recipe(method, weight_dtype="fp32", trainable_dtype="fp32", optimizer="adamw", master_weights=None):
+    """A Recipe from dtypes: method is 'full', 'lora' or 'qlora' (qlora stores the base in nf4).
+
+    master_weights: keep an fp32 copy of 16-bit trainable weights (mixed precision); default: on
+    when the trainable dtype is 16-bit.
+    """
+    if method not in ("full", "lora", "qlora"):
+        raise ValueError(f"unknown method {method!r}: use 'full', 'lora' or 'qlora'")
+    if method == "qlora":
+        weight_dtype = "nf4"
+    w = _check_choice("dtype", weight_dtype, DTYPE_BYTES)
+    t = _check_choice("dtype", trainable_dtype if method != "full" else weight_dtype, DTYPE_BYTES)
+    opt = _check_choice("optimizer", optimizer, OPTIMIZER_BYTES)
+    if master_weights is None:
+        master_weights = t == 2
+    items = {f"weight ({trainable_dtype if method != 'full' else weight_dtype})": t, "gradient": t,
+             f"optimizer ({optimizer})": opt}
+    if master_weights:
+        items["fp32 master copy"] = 4
+    return Recipe(f"{method}, base {weight_dtype}, {optimizer}", base_bytes=0.0 if method == "full" else w,
+                  trainable_bytes=items)
+
+
+def estimate(n_params, recipe, trainable=None):
+    """Bytes needed for weights, gradients and optimizer state (no activations).
+
+    n_params: parameters of the base model. trainable: number of trainable parameters, or a
+    fraction in (0, 1] of n_params; default all of them (full fine-tuning).
+    """
+    if not isinstance(n_params, (int, float)) or isinstance(n_params, bool) or n_params <= 0:
+        raise ValueError(f"n_params must be a positive number, got {n_params!r}")
+    if trainable is None:
+        n_trainable = n_params
+    elif isinstance(trainable, float) and 0 < trainable <= 1:
+        n_trainable = trainable * n_params
+    elif isinstance(trainable, (int, float)) and not isinstance(trainable, bool) and trainable >= 1:
+        n_trainable = trainable
+    else:
+        raise ValueError(f"trainable must be a count >= 1 or a fraction in (0, 1], got {trainable!r}")
+    out = {"base weights": n_params * recipe.base_bytes}
+    for item, b in recipe.trainable_bytes.items():
+        out[item] = n_trainable * b
+    out["total"] = sum(out.values())
+    return out
+
+
+def gb(n_bytes):
+    """Bytes to GB (10^9, as the lecture counts)."""
+    return n_bytes / 1e9
+
+
+def format_estimate(est, unit="GB"):
+    scale = {"GB": 1e9, "MB": 1e6, "KB": 1e3, "B": 1}[unit]
+    width = max(len(k) for k in est)
+    return "\n".join(f"{k:<{width}}  {v / scale:>10.3f} {unit}" for k, v in est.items())
+
+
+def tensor_bytes(tensors):
+    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+
+
+def measure_state(model, optimizer=None):
+    """Bytes actually held by weights, gradients and optimizer state tensors (after a training step)."""
+    params = list(model.parameters())
+    out = {"weights": tensor_bytes(params),
+           "trainable weights": tensor_bytes(p for p in params if p.requires_grad),
+           "gradients": tensor_bytes(p.grad for p in params if p.grad is not None)}
+    if optimizer is not None:
+        out["optimizer state"] = tensor_bytes(v for s in optimizer.state.values() for v in s.values()
+                                              if torch.is_tensor(v) and v.dim() > 0)
+    return out
