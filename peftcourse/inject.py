@@ -37,10 +37,17 @@ def name_matches(name, target_modules):
     return any(name == t or name.endswith("." + t) for t in target_modules)
 
 
+def _inside_adapter(model):
+    """A test name -> True for adapter modules and everything inside them (their frozen base layers)."""
+    wrapped = [n for n, m in model.named_modules() if n and isinstance(m, PEFTModule)]
+    return lambda name: any(name == w or name.startswith(w + ".") for w in wrapped)
+
+
 def linear_module_names(model):
     """Names of the layers an adapter can wrap (nn.Linear, Conv1D), for error messages and notebooks."""
     kinds = (nn.Linear, conv1d_class())
-    return [n for n, m in model.named_modules() if isinstance(m, kinds) and not isinstance(m, AdapterLayer)]
+    inside = _inside_adapter(model)
+    return [n for n, m in model.named_modules() if isinstance(m, kinds) and not inside(n)]
 
 
 def _set_submodule(model, name, new):
@@ -61,8 +68,12 @@ def inject(model, method, target_modules, modules_to_save=None, **kwargs):
         raise TypeError(f"target_modules must be a regex string or a list of names, got {type(target_modules).__name__}")
     cls = method_class(method)
     kinds = (nn.Linear, conv1d_class())
-    names = [n for n, m in model.named_modules() if n and name_matches(n, target_modules)
-             and not isinstance(m, PEFTModule) and ".base" not in n]
+    inside = _inside_adapter(model)
+    matched = [n for n, _ in model.named_modules() if n and name_matches(n, target_modules)]
+    names = [n for n in matched if not inside(n)]
+    if matched and not names:
+        raise ValueError(f"target_modules={target_modules!r} matches only layers that already carry an adapter "
+                         f"({matched[:3]}...); to give them a second adapter use add_adapter(model, name, ...)")
     if not names:
         raise ValueError(f"no module of {type(model).__name__} matches target_modules={target_modules!r}; "
                          f"the layers that can be adapted are: {_short_names(model)}")
@@ -93,6 +104,33 @@ def _short_names(model):
 def adapter_layers(model):
     """(name, layer) for every AdapterLayer in the model."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, AdapterLayer)]
+
+
+def add_adapter(model, name, **kwargs):
+    """Give every adapter layer of an injected model another named adapter (e.g. one per task), made active.
+
+    Works for any method whose layers implement add_adapter(name, **kwargs)/set_adapter(name) (LoRA does).
+    """
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("the model has no adapter layers: inject() a method first")
+    for lname, layer in layers:
+        if not hasattr(layer, "add_adapter"):
+            raise TypeError(f"{type(layer).__name__} at {lname!r} holds a single adapter (no add_adapter)")
+        layer.add_adapter(name, **kwargs)
+    return model
+
+
+def set_adapter(model, name):
+    """Switch every adapter layer to the named adapter (only that one stays trainable)."""
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("the model has no adapter layers: inject() a method first")
+    for lname, layer in layers:
+        if not hasattr(layer, "set_adapter"):
+            raise TypeError(f"{type(layer).__name__} at {lname!r} holds a single adapter (no set_adapter)")
+        layer.set_adapter(name)
+    return model
 
 
 def trainable_report(model):
