@@ -1,0 +1,178 @@
+"""What did fine-tuning change in a weight matrix? DoRA's magnitude/direction analysis, ΔW spectra and sparsity.
+
+Every function takes weights in PyTorch's nn.Linear layout (out_features x in_features);
+`merged_weight(layer)` gives that layout for nn.Linear, GPT-2's Conv1D and any adapter layer.
+"""
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import AdapterLayer, conv1d_class
+from .plots import new_axes, color as method_color
+from .train import compute_loss
+
+
+def _check_matrix(name, w):
+    if not torch.is_tensor(w):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
+    if w.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D weight matrix (out_features x in_features), got shape {tuple(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def magnitude_direction_change(W0, Wt):
+    """(ΔD, ΔM) between a pre-trained W0 and a fine-tuned Wt: DoRA paper §3.2, Eq. (3)-(4).
+
+    The paper writes W ∈ R^{d×k} with one norm per column; PyTorch stores the same matrix as
+    (out, in), so here it is one norm per OUTPUT ROW (one vector per output neuron):
+        ΔM = mean over rows |‖Wt_n‖ − ‖W0_n‖|        (magnitude change)
+        ΔD = mean over rows (1 − cos(Wt_n, W0_n))     (direction change)
+    For a DoRA layer ‖Wt_n‖ = m_n, so the merged weight gives the paper's ΔM directly.
+    """
+    _check_matrix("W0", W0)
+    _check_matrix("Wt", Wt)
+    if W0.shape != Wt.shape:
+        raise ValueError(f"W0 {tuple(W0.shape)} and Wt {tuple(Wt.shape)} must have the same shape")
+    W0, Wt = W0.detach().double(), Wt.detach().double()  # 1 − cos of tiny updates cancels badly in fp32
+    n0, nt = W0.norm(dim=1), Wt.norm(dim=1)
+    zero = torch.nonzero((n0 == 0) | (nt == 0)).flatten().tolist()
+    if zero:
+        raise ValueError(f"rows {zero[:5]} of W0 or Wt are all zero: a zero vector has no direction, so ΔD is undefined")
+    cos = (W0 * Wt).sum(dim=1) / (n0 * nt)
+    return (1 - cos).mean().item(), (nt - n0).abs().mean().item()
+
+
+def merged_weight(layer):
+    """The weight a layer applies now, (out, in): W0 + ΔW for an adapter layer, the weight itself otherwise."""
+    if isinstance(layer, AdapterLayer):
+        w = layer.base_weight()
+        return w if layer.merged else w + layer.delta_weight().to(w.dtype)
+    if isinstance(layer, nn.Linear):
+        return layer.weight
+    if isinstance(layer, conv1d_class()):
+        return layer.weight.T  # Conv1D stores (in, out)
+    raise TypeError(f"merged_weight needs nn.Linear, Conv1D or an adapter layer, got {type(layer).__name__}")
+
+
+@torch.no_grad()
+def weight_snapshot(model, names):
+    """{name: a copy of the layer's current (out, in) weight}: one checkpoint of the §3.2 analysis."""
+    return {n: merged_weight(model.get_submodule(n)).detach().float().cpu().clone() for n in names}
+
+
+def layer_changes(first, later, row_groups=None):
+    """{layer: (ΔD, ΔM)} between two weight_snapshots.
+
+    row_groups={"q": slice(0, d), "v": slice(2 * d, 3 * d)} splits a fused matrix such as GPT-2's
+    c_attn (rows q | k | v in (out, in) layout) into the query and value matrices the paper analyses.
+    """
+    missing = sorted(set(first) - set(later))
+    if missing:
+        raise ValueError(f"the later snapshot lacks layers {missing[:3]}: snapshot the same names")
+    out = {}
+    for name, W0 in first.items():
+        for group, rows in (row_groups or {"": slice(None)}).items():
+            key = f"{name}.{group}" if group else name
+            out[key] = magnitude_direction_change(W0[rows], later[name][rows])
+    return out
+
+
+def regression(x, y):
+    """(slope, Pearson correlation) of a least-squares line y ≈ slope·x + b."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 3 or x.shape != y.shape:
+        raise ValueError(f"need at least 3 matching (x, y) points, got {x.size} and {y.size}")
+    slope = np.polyfit(x, y, 1)[0]
+    return float(slope), float(np.corrcoef(x, y)[0, 1])
+
+
+def plot_direction_magnitude(changes, label, ax=None):
+    """The paper's Fig. 2: ΔD (x) against ΔM (y), one point per layer and checkpoint, with the regression line.
+
+    changes: {checkpoint step: {layer: (ΔD, ΔM)}}. Marker shape = checkpoint. Returns (slope, correlation).
+    """
+    if ax is None:
+        _, ax = new_axes()
+    markers = "o^sDvP*X"
+    xs, ys = [], []
+    for i, (step, layers) in enumerate(sorted(changes.items())):
+        dd, dm = zip(*layers.values())
+        xs += dd
+        ys += dm
+        ax.scatter(dd, dm, marker=markers[i % len(markers)], s=28, alpha=0.8,
+                   color=method_color(label), label=f"step {step}")
+    slope, corr = regression(xs, ys)
+    line = np.linspace(min(xs), max(xs), 2)
+    ax.plot(line, np.polyval(np.polyfit(xs, ys, 1), line), color="black", lw=1)
+    ax.set_title(f"{label}: slope {slope:.3g}, corr {corr:+.2f}")
+    ax.set_xlabel("ΔD (direction change)")
+    ax.set_ylabel("ΔM (magnitude change)")
+    ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3))
+    ax.legend(fontsize=7)
+    return slope, corr
+
+
+def spectrum(delta):
+    """Singular values of ΔW, largest first (how many directions the update really uses)."""
+    _check_matrix("delta", delta)
+    return torch.linalg.svdvals(delta.detach().double())
+
+
+def energy_rank(delta, energy=0.99):
+    """The fewest singular directions that hold `energy` of ΔW's squared Frobenius norm (0 for ΔW = 0)."""
+    if not 0 < energy <= 1:
+        raise ValueError(f"energy must be in (0, 1], got {energy!r}")
+    s2 = spectrum(delta) ** 2
+    if s2.sum() == 0:
+        return 0
+    share = torch.cumsum(s2, 0) / s2.sum()
+    return int((share < energy - 1e-12).sum().item()) + 1
+
+
+def sparsity(delta, tol=0.0):
+    """Fraction of ΔW's entries with |x| <= tol (SBoRA's updates are exactly sparse, LoRA's are dense)."""
+    _check_matrix("delta", delta)
+    return (delta.detach().abs() <= tol).double().mean().item()
+
+
+def changed_rows_cols(delta, tol=0.0):
+    """(rows, columns) of ΔW with any |x| > tol: SBoRA-FA changes exactly r columns, FB exactly r rows."""
+    _check_matrix("delta", delta)
+    changed = delta.detach().abs() > tol
+    return int(changed.any(dim=1).sum()), int(changed.any(dim=0).sum())
+
+
+def step_cost(model, batch, loss_fn=None, repeats=5):
+    """One training step's cost: {"time_ms": median forward+backward time, "saved_mb": activation memory}.
+
+    saved_mb counts the tensors autograd keeps for the backward pass (parameters excluded), measured
+    exactly with saved-tensor hooks, so it is the same on every device; DoRA's undetached norm shows
+    up here as an extra out x in matrix per layer (paper §4.3).
+    """
+    if not isinstance(repeats, int) or repeats <= 0:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in param_storages:
+            saved[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    model.train()
+    times = []
+    for i in range(repeats + 1):  # the first step warms up and is not timed
+        saved.clear()
+        start = time.perf_counter()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = compute_loss(model, batch, loss_fn)
+        loss.backward()
+        if i:
+            times.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+    return {"time_ms": 1000 * statistics.median(times), "saved_mb": sum(saved.values()) / 2**20}

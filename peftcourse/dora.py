@@ -1,0 +1,114 @@
+"""DoRA (Liu et al. 2024, arXiv 2402.09353): weight-decomposed low-rank adaptation.
+
+    W' = m ⊙ V / ‖V‖,   V = W0 + s·B A          (lecture: "DoRA Methodology")
+
+* m is a trainable magnitude per OUTPUT ROW, initialised to ‖W0‖ row by row. The paper writes
+  W ∈ R^{d×k} with a norm per column; PyTorch stores W as (out, in), so the paper's columns are rows here.
+* V's direction is trained with LoRA (A, B, s = α/r inherited from LoRALinear).
+* ‖V‖ is treated as a constant (paper §4.3): it follows BA in the forward pass but gets no gradient,
+  so autograd never keeps the out×in matrix V. `detach_norm=False` keeps it, for the comparison.
+* The forward pass is peft's (tuners/lora/dora.py): the base layer's W0 x is reused, not recomputed.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .lora import LoRALinear
+
+
+class DoRALinear(LoRALinear):
+    """A frozen nn.Linear / GPT-2 Conv1D whose weight becomes m ⊙ (W0 + s·BA) / ‖W0 + s·BA‖ (row-wise)."""
+
+    def __init__(self, base, r, alpha, dropout=0.0, rslora=False, detach_norm=True, adapter_name="default"):
+        if not isinstance(detach_norm, bool):
+            raise TypeError(f"detach_norm must be True (the paper's §4.3) or False, got {detach_norm!r}")
+        super().__init__(base, r, alpha, dropout=dropout, rslora=rslora, adapter_name=adapter_name)
+        self.detach_norm = detach_norm
+
+    def add_adapter(self, name, r, alpha, dropout=0.0, rslora=False):
+        """LoRA's A, B plus the magnitude m = ‖W0‖ per output row (B = 0, so V starts as W0)."""
+        if "magnitude" not in self._modules:  # the first adapter arrives from LoRALinear.__init__
+            self.magnitude = nn.ParameterDict()
+        super().add_adapter(name, r, alpha, dropout, rslora)
+        with torch.no_grad():
+            m = torch.linalg.vector_norm(self.direction_matrix(), dim=1)
+        self.magnitude[name] = nn.Parameter(m)
+
+    def set_adapter(self, name):
+        super().set_adapter(name)
+        for n, m in self.magnitude.items():
+            m.requires_grad_(n == name)
+
+    @property
+    def m(self):
+        return self.magnitude[self.active_adapter]
+
+    def direction_matrix(self):
+        """V = W0 + s·B A in (out, in) layout: the un-normalised direction."""
+        return self.base_weight().to(self.A.dtype) + self.scaling * (self.B @ self.A)
+
+    def magnitude_scale(self):
+        """m / ‖V‖ per output row: the factor that turns V into W'.
+
+        A zero row of V has no direction; its factor is 0 (F.normalize's convention), never 0/0 = NaN.
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_norm):
+            norm = torch.linalg.vector_norm(self.direction_matrix(), dim=1)
+        nonzero = norm > 0
+        return torch.where(nonzero, self.m / torch.where(nonzero, norm, 1.0), 0.0)
+
+    def adapter_forward(self, x, base_out=None):
+        """What DoRA adds to base(x), as peft computes it:  (m/‖V‖ − 1) ⊙ W0 x + (m/‖V‖) ⊙ s·B A x.
+
+        base_out = base(x) lets the layer reuse W0 x instead of a second full matmul. With dropout
+        active the branch sees drop(x), so W0 drop(x) is computed afresh (as peft does).
+        """
+        x = x.to(self.A.dtype)
+        dropped = self.dropout(x)
+        if base_out is None or (self.training and isinstance(self.dropout, nn.Dropout)):
+            w0x = F.linear(dropped, self.base_weight().to(x.dtype))
+        else:
+            bias = self.base.bias
+            w0x = base_out.to(x.dtype) if bias is None else base_out.to(x.dtype) - bias
+        scale = self.magnitude_scale()
+        lora = F.linear(F.linear(dropped, self.A), self.B)
+        return (scale - 1) * w0x + scale * lora * self.scaling
+
+    def forward(self, x):
+        y = self.base(x)
+        if self.merged or self.disabled:
+            return y
+        return y + self.adapter_forward(x, base_out=y).to(y.dtype)
+
+    def delta_weight(self):
+        """W' − W0 with W' = (m/‖V‖) ⊙ V: what the generic merge() adds to the base weight."""
+        if self.merged:  # the base weight already holds W'; rebuilding V from it would be wrong
+            return self._merged_delta
+        W0 = self.base_weight().to(self.A.dtype)
+        V = W0 + self.scaling * (self.B @ self.A)
+        return self.magnitude_scale()[:, None] * V - W0
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, detach_norm={self.detach_norm}"
+
+
+class OutputNormLoRALinear(LoRALinear):
+    """NOT the DoRA paper's method: a variant some from-scratch tutorials teach under DoRA's name.
+
+    It normalises the LoRA branch's OUTPUT per token instead of the weight:
+        y = W0 x + b + m ⊙ u / (‖u‖ + 1e-9),   u = s·B A x,   m (out,) initialised to ones.
+    u/‖u‖ does not depend on x's scale, so this is not a linear layer any more: there is no ΔW,
+    it cannot be merged, and m is not a weight-row magnitude. Kept to show the difference numerically.
+    """
+
+    def __init__(self, base, r, alpha, dropout=0.0):
+        super().__init__(base, r, alpha, dropout=dropout)
+        self.m = nn.Parameter(torch.ones(self.out_features, dtype=self.A.dtype, device=self.A.device))
+
+    def adapter_forward(self, x):
+        u = super().adapter_forward(x)
+        return self.m * u / (torch.linalg.vector_norm(u, dim=-1, keepdim=True) + 1e-9)
+
+    def delta_weight(self):
+        raise TypeError("OutputNormLoRALinear has no weight update ΔW: its output u/‖u‖ depends on the input's "
+                        "norm, so it is not linear and cannot be merged (DoRALinear normalises the weight and can)")
