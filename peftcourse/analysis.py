@@ -81,6 +81,52 @@ def layer_changes(first, later, row_groups=None):
     return out
 
 
+class ChangeTracker:
+    """Records {layer: (ΔD, ΔM)} since its creation at every call: pass it inside train()'s eval_fn
+    to get the paper's §3.2 checkpoints. Returns the means over layers as metrics."""
+
+    def __init__(self, model, names, row_groups=None):
+        self.names, self.row_groups = list(names), row_groups
+        self.first = weight_snapshot(model, self.names)
+        self.records = []
+
+    def __call__(self, model):
+        changes = layer_changes(self.first, weight_snapshot(model, self.names), self.row_groups)
+        self.records.append(changes)
+        dd, dm = zip(*changes.values())
+        return {"ΔD": float(np.mean(dd)), "ΔM": float(np.mean(dm))}
+
+    def by_step(self, history):
+        """{step: {layer: (ΔD, ΔM)}}, matching the records to the steps of train()'s evals."""
+        steps = [e["step"] for e in history.evals]
+        if len(steps) != len(self.records):
+            raise ValueError(f"{len(self.records)} records but {len(steps)} evals: call the tracker once per eval")
+        return dict(zip(steps, self.records))
+
+
+def plot_decomposition(W, title="", rows=48, axes=None):
+    """W = m · V/‖V‖ for one layer: m per output row, row vs column norms, and a patch of the unit directions."""
+    _check_matrix("W", W)
+    W = W.detach().float().cpu()
+    m = W.norm(dim=1)
+    direction = W / m.clamp_min(torch.finfo(W.dtype).tiny)[:, None]
+    if axes is None:
+        _, axes = new_axes(3, width=13, height=3.4)
+    axes[0].plot(m.numpy(), lw=1, color=method_color("DoRA"))
+    axes[0].set(title=f"{title} magnitude m (one per output row)", xlabel="output row", ylabel="‖W row‖")
+    axes[1].hist(m.numpy(), bins=30, alpha=0.7, label=f"rows (out={W.shape[0]}): DoRA's m")
+    axes[1].hist(W.norm(dim=0).numpy(), bins=30, alpha=0.7, label=f"columns (in={W.shape[1]})")
+    axes[1].set(title="row norms vs column norms", xlabel="norm")
+    axes[1].legend(fontsize=7)
+    n = min(rows, *W.shape)
+    lim = direction[:n, :n].abs().max().item()
+    im = axes[2].imshow(direction[:n, :n].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    axes[2].set(title=f"direction V/‖V‖ (first {n}×{n})", xlabel="input", ylabel="output row")
+    axes[2].grid(False)
+    axes[2].figure.colorbar(im, ax=axes[2], fraction=0.046)
+    return axes
+
+
 def regression(x, y):
     """(slope, Pearson correlation) of a least-squares line y ≈ slope·x + b."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)

@@ -92,6 +92,22 @@ class DoRALinear(LoRALinear):
         return f"{super().extra_repr()}, detach_norm={self.detach_norm}"
 
 
+@torch.no_grad()
+def copy_to_peft(model, peft_model, adapter_name="default"):
+    """Copy every DoRALinear's A, B and m into the same-named layer of a peft use_dora=True model."""
+    copied = 0
+    for name, layer in model.named_modules():
+        if isinstance(layer, DoRALinear):
+            target = peft_model.base_model.model.get_submodule(name)
+            target.lora_A[adapter_name].weight.copy_(layer.A)
+            target.lora_B[adapter_name].weight.copy_(layer.B)
+            target.lora_magnitude_vector[adapter_name].weight.copy_(layer.m)
+            copied += 1
+    if not copied:
+        raise ValueError("the model has no DoRALinear layer to copy: inject(model, 'dora', ...) first")
+    return copied
+
+
 class OutputNormLoRALinear(LoRALinear):
     """NOT the DoRA paper's method: a variant some from-scratch tutorials teach under DoRA's name.
 

@@ -116,3 +116,23 @@ def test_spectrum_rank_and_sparsity():
     sparse[:, [1, 3]] = 1.0  # two changed columns, as SBoRA-FA with r = 2
     assert analysis.sparsity(sparse) == pytest.approx(1 - 12 / 30)
     assert analysis.changed_rows_cols(sparse) == (6, 2)
+
+
+def test_change_tracker_records_each_eval_of_train():
+    from peftcourse import inject, train
+    torch.manual_seed(0)
+    net = inject(nn.Sequential(nn.Linear(6, 5)), "dora", ["0"], r=2, alpha=2)
+    tracker = analysis.ChangeTracker(net, ["0"])
+    X, y = torch.randn(16, 6), torch.randn(16, 5)
+    history = train(net, [(X, y)], steps=4, lr=1e-2, loss_fn=nn.functional.mse_loss,
+                    eval_fn=tracker, eval_every=2, progress=False)
+    changes = tracker.by_step(history)
+    assert sorted(changes) == [2, 4]
+    assert changes[4]["0"][0] > changes[2]["0"][0] > 0  # direction keeps moving
+    assert history.metric("ΔM")[0] == [2, 4]
+
+
+def test_plot_decomposition_runs_on_a_layer():
+    W = torch.randn(12, 8)
+    axes = analysis.plot_decomposition(W, "test")
+    assert len(axes) == 3 and axes[0].get_lines()[0].get_ydata().shape == (12,)

@@ -8,7 +8,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from peftcourse import inject
-from peftcourse.dora import DoRALinear, OutputNormLoRALinear
+from peftcourse.dora import DoRALinear, OutputNormLoRALinear, copy_to_peft
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -28,16 +28,13 @@ def tiny_gpt2():
                                       bos_token_id=0, eos_token_id=0)).eval()
 
 
-def randomise(ours, theirs):
-    """Give both layers the same non-trivial A, B, m (B = 0 at init would make every check trivial)."""
+def randomise(ours):
+    """Give a layer non-trivial A, B, m (B = 0 at init would make every check trivial)."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         ours.A.copy_(torch.randn(ours.A.shape, generator=g) * 0.3)
         ours.B.copy_(torch.randn(ours.B.shape, generator=g) * 0.3)
         ours.m.mul_(1 + 0.2 * torch.rand(ours.m.shape, generator=g))
-        theirs.lora_A["default"].weight.copy_(ours.A)
-        theirs.lora_B["default"].weight.copy_(ours.B)
-        theirs.lora_magnitude_vector["default"].weight.copy_(ours.m)
 
 
 def pair_linear(dropout=0.0):
@@ -48,7 +45,8 @@ def pair_linear(dropout=0.0):
     peft_net = get_peft_model(copy.deepcopy(net), LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout,
                                                              target_modules=["lin"], use_dora=True))
     theirs = peft_net.base_model.model.lin
-    randomise(ours_net.lin, theirs)
+    randomise(ours_net.lin)
+    assert copy_to_peft(ours_net, peft_net) == 1
     return ours_net, ours_net.lin, peft_net, theirs
 
 
@@ -60,8 +58,9 @@ def pair_gpt2():
     ours_layers = [m for m in ours_model.modules() if isinstance(m, DoRALinear)]
     peft_layers = [m for n, m in peft_model.named_modules() if n.endswith("attn.c_attn")]
     assert len(ours_layers) == len(peft_layers) == 2
-    for o, t in zip(ours_layers, peft_layers):
-        randomise(o, t)
+    for o in ours_layers:
+        randomise(o)
+    assert copy_to_peft(ours_model, peft_model) == 2
     return ours_model, ours_layers, peft_model, peft_layers
 
 
