@@ -62,3 +62,42 @@ def embed(model, x):
 def accuracy(model, x, y):
     model.eval()
     return (model(x).argmax(-1) == y).float().mean().item()
+
+
+def digits_transfer(n_per_class=20, seed=0):
+    """The lecture's transfer setting on real images (scikit-learn's 1,797 8x8 digits):
+    a *source* task (digits 0-4, plenty of labels) to pretrain on, and a *target* task
+    (digits 5-9, only `n_per_class` labelled images each) to adapt to.
+
+    Returns {"source": (x_train, y_train, x_test, y_test), "target": (...)}; target labels are 0..4.
+    """
+    from sklearn.datasets import load_digits
+
+    if not isinstance(n_per_class, int) or n_per_class <= 0:
+        raise ValueError(f"n_per_class must be a positive int, got {n_per_class!r}")
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values 0..16
+    y = torch.tensor(digits.target)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for task, classes in (("source", range(0, 5)), ("target", range(5, 10))):
+        train_idx, test_idx = [], []
+        for c in classes:
+            idx = torch.nonzero(y == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            n_train = len(idx) * 2 // 3 if task == "source" else n_per_class
+            if n_train >= len(idx):
+                raise ValueError(f"digit {c} has only {len(idx)} images: n_per_class must be below that "
+                                 "so that test images remain")
+            train_idx.append(idx[:n_train])
+            test_idx.append(idx[n_train:])
+        tr, te = torch.cat(train_idx), torch.cat(test_idx)
+        offset = classes[0]
+        out[task] = (x[tr], y[tr] - offset, x[te], y[te] - offset)
+    return out
+
+
+def batches(x, y, batch_size=64, seed=0):
+    """Shuffled (inputs, target) mini-batches, one epoch: the training loop cycles them."""
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    return [(x[perm[i:i + batch_size]], y[perm[i:i + batch_size]]) for i in range(0, len(x), batch_size)]

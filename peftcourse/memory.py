@@ -113,3 +113,48 @@ def measure_state(model, optimizer=None):
         out["optimizer state"] = tensor_bytes(v for s in optimizer.state.values() for v in s.values()
                                               if torch.is_tensor(v) and v.dim() > 0)
     return out
+
+
+def release_free_memory():
+    """Collect garbage and hand freed heap memory back to the OS (glibc's malloc_trim), so that a
+    following measurement starts from what is really in use rather than from a warm allocator pool."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows): measurements are then upper bounds
+        pass
+
+
+def peak_rss_during(fn, interval=0.002):
+    """Run fn(); return (its result, MB by which the process's resident memory rose at its peak).
+
+    A sampling thread reads the resident set size (psutil) every `interval` seconds, so the
+    number includes activations, temporary buffers and allocator overhead: everything the
+    calculator leaves out. On CUDA use torch.cuda.max_memory_allocated instead.
+    """
+    import threading
+    import psutil
+
+    release_free_memory()
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        thread.join()
+    peak[0] = max(peak[0], proc.memory_info().rss)
+    return result, (peak[0] - before) / 2**20

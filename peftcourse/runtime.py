@@ -95,3 +95,42 @@ def setup(seed=DEFAULT_SEED, quiet=False):
         print(f"peftcourse | python {v['python']}  {libs}")
         print(f"device: {device} (GPU: {gpu}) | budget: {mode} | seed: {seed}")
     return device
+
+
+def bnb_4bit_available():
+    """True when bitsandbytes can quantize to NF4 and multiply with it on this machine (CPU included)."""
+    try:
+        import bitsandbytes.functional as bnbf
+        w = torch.randn(64, 64)
+        packed, state = bnbf.quantize_4bit(w, quant_type="nf4")
+        back = bnbf.dequantize_4bit(packed, state)
+        return bool(torch.isfinite(back).all() and (back - w).abs().max() < 0.5 * w.abs().max())
+    except Exception:  # any failure means "not here", which the start notebook reports
+        return False
+
+
+def online():
+    """Whether the Hugging Face hub could be reached: False when HF_HUB_OFFLINE is set or its name
+    does not resolve. Only a DNS lookup; no request is sent."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
+        return False
+    import socket
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+        return True
+    except OSError:
+        return False
+
+
+def environment():
+    """What this machine offers the course, as a dict (the start notebook prints it)."""
+    device = get_device()
+    return {
+        "device": str(device),
+        "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "CPU threads": torch.get_num_threads(),
+        "bitsandbytes 4-bit here": bnb_4bit_available(),
+        "paged optimizers (need CUDA)": torch.cuda.is_available(),
+        "online (hub reachable)": online(),
+        "fast mode": is_fast(),
+    }
