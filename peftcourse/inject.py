@@ -81,8 +81,9 @@ def inject(model, method, target_modules, modules_to_save=None, **kwargs):
     if wrong:
         raise ValueError(f"target_modules={target_modules!r} matches {wrong}, which are not nn.Linear/Conv1D "
                          f"({type(model.get_submodule(wrong[0])).__name__}); adaptable layers: {_short_names(model)}")
-    for p in model.parameters():
-        p.requires_grad_(False)
+    for pname, p in model.named_parameters():
+        if not inside(pname):  # adapters from an earlier inject() call keep their trainable weights
+            p.requires_grad_(False)
     for n in names:
         _set_submodule(model, n, cls(model.get_submodule(n), **kwargs))
     if modules_to_save:

@@ -107,3 +107,51 @@ class LoRALinear(AdapterLayer):
     def extra_repr(self):
         return (f"{super().extra_repr()}, r={self.r}, scaling={self.scaling:g}, "
                 f"adapters={list(self.lora_A)}, active={self.active_adapter!r}")
+
+
+class FusedLoRALinear(AdapterLayer):
+    """LoRA on chosen blocks of a fused projection, e.g. GPT-2's c_attn, whose output is [q | k | v].
+
+    GPT-2 computes W_q, W_k, W_v as ONE Conv1D (in=d, out=3d). A single LoRA on it would share one rank-r
+    update among q, k and v and could not adapt "W_q and W_v only" (the lecture's "Which Weight Matrices?"
+    table). The original LoRA code does what this class does (loralib.MergedLinear, enable_lora=[True,
+    False, True]): every enabled block gets its own rank-r pair (A_i, B_i); the other blocks get no update.
+    """
+
+    def __init__(self, base, r, alpha, enable=("q", "v"), parts=("q", "k", "v"), dropout=0.0, rslora=False):
+        n_in, n_out, _ = linear_dims(base)
+        if not parts or n_out % len(parts):
+            raise ValueError(f"out_features={n_out} does not split into {len(parts)} equal blocks {tuple(parts)}")
+        enable = (enable,) if isinstance(enable, str) else tuple(enable)
+        unknown = [p for p in enable if p not in parts]
+        if not enable or unknown or len(set(enable)) != len(enable):
+            raise ValueError(f"enable must name distinct blocks among {tuple(parts)}, got {enable!r}")
+        self.block = n_out // len(parts)
+        check_lora_args(r, alpha, dropout, n_in, self.block)
+        super().__init__(base)
+        self.parts, self.enable, self.r = tuple(parts), enable, r
+        self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A, self.lora_B = nn.ParameterDict(), nn.ParameterDict()
+        dtype = torch.float64 if base.weight.dtype == torch.float64 else torch.float32
+        for p in enable:  # the same init as LoRALinear, one pair per enabled block
+            A = torch.empty(r, n_in)
+            nn.init.kaiming_uniform_(A, a=math.sqrt(5))
+            self.lora_A[p] = nn.Parameter(A.to(base.weight.device, dtype))
+            self.lora_B[p] = nn.Parameter(torch.zeros(self.block, r, device=base.weight.device, dtype=dtype))
+
+    def delta_weight(self):
+        """The blocks' updates stacked in output order; zero rows for blocks that are not adapted."""
+        ref = next(iter(self.lora_A.values()))
+        rows = [(self.lora_B[p] @ self.lora_A[p]) * self.scaling if p in self.enable
+                else ref.new_zeros(self.block, self.in_features) for p in self.parts]
+        return torch.cat(rows)
+
+    def adapter_forward(self, x):
+        x = self.dropout(x.to(next(iter(self.lora_A.values())).dtype))
+        outs = [F.linear(F.linear(x, self.lora_A[p]), self.lora_B[p]) * self.scaling if p in self.enable
+                else x.new_zeros(*x.shape[:-1], self.block) for p in self.parts]
+        return torch.cat(outs, dim=-1)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, r={self.r}, scaling={self.scaling:g}, enable={self.enable}"

@@ -207,3 +207,12 @@ def test_two_task_adapters_switch_like_peft(capsys):
     assert len(adapter_state_dict(model)) == 8  # both adapters of both layers are saved
     with pytest.raises(ValueError, match="no adapter named"):
         set_adapter(model, "task_c")
+
+
+def test_two_inject_calls_keep_the_first_adapters_trainable():
+    from peftcourse.lora import FusedLoRALinear
+    model = pc.inject(tiny_gpt2(), FusedLoRALinear, ["c_attn"], r=2, alpha=4, enable=("q", "k", "v"))
+    pc.inject(model, "lora", ["attn.c_proj"], r=2, alpha=4)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 2 * (3 * 2 * (32 + 32) + 2 * (32 + 32))  # 2 blocks × (q, k, v, o at r = 2)
+    assert [n for n, _ in adapter_layers(model)] == [f"transformer.h.{i}.attn.{m}" for i in (0, 1) for m in ("c_attn", "c_proj")]

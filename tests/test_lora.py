@@ -174,3 +174,44 @@ def test_unsupported_base():
         LoRALinear(nn.Conv2d(3, 3, 1), r=1, alpha=1)
     with pytest.raises(TypeError, match="got Embedding"):
         LoRALinear(nn.Embedding(10, 4), r=1, alpha=1)
+
+
+def test_fused_qkv_lora_equals_separate_lora_on_each_block():
+    """LoRA on the q and v blocks of GPT-2's fused c_attn == separate LoRALinears on W_q and W_v."""
+    from peftcourse.lora import FusedLoRALinear
+    torch.manual_seed(0)
+    d, r = 8, 2
+    c_attn = make_base("conv1d", d, 3 * d)
+    fused = FusedLoRALinear(c_attn, r=r, alpha=6, enable=("q", "v"))
+    assert sum(p.numel() for p in fused.parameters() if p.requires_grad) == 2 * r * (d + d)
+    W, b = c_attn.weight.T, c_attn.bias  # (3d, d) in nn.Linear layout: rows [q | k | v]
+    x = torch.randn(5, d)
+    expected = []
+    for i, part in enumerate("qkv"):
+        lin = nn.Linear(d, d)
+        with torch.no_grad():
+            lin.weight.copy_(W[i * d:(i + 1) * d])
+            lin.bias.copy_(b[i * d:(i + 1) * d])
+        if part in fused.enable:
+            layer = LoRALinear(lin, r=r, alpha=6)
+            with torch.no_grad():
+                fused.lora_B[part].normal_()
+                layer.A.copy_(fused.lora_A[part])
+                layer.B.copy_(fused.lora_B[part])
+            lin = layer
+        expected.append(lin(x))
+    torch.testing.assert_close(fused(x), torch.cat(expected, dim=-1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(fused(x), c_attn(x) + x @ fused.delta_weight().T, atol=1e-5, rtol=0)
+    assert torch.all(fused.delta_weight()[d:2 * d] == 0)  # W_k is not adapted
+    fused.merge()
+    torch.testing.assert_close(fused(x), torch.cat(expected, dim=-1), atol=1e-5, rtol=0)
+
+
+def test_fused_bad_inputs():
+    from peftcourse.lora import FusedLoRALinear
+    with pytest.raises(ValueError, match=r"does not split into 3 equal blocks"):
+        FusedLoRALinear(nn.Linear(4, 10), r=1, alpha=1)
+    with pytest.raises(ValueError, match="enable must name distinct blocks"):
+        FusedLoRALinear(nn.Linear(4, 12), r=1, alpha=1, enable=("q", "x"))
+    with pytest.raises(ValueError, match=r"r=5 exceeds min"):
+        FusedLoRALinear(nn.Linear(4, 12), r=5, alpha=1)
