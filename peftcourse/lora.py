@@ -155,3 +155,21 @@ class FusedLoRALinear(AdapterLayer):
 
     def extra_repr(self):
         return f"{super().extra_repr()}, r={self.r}, scaling={self.scaling:g}, enable={self.enable}"
+
+
+def inject_gpt2_attention(model, weights, r, alpha, **kwargs):
+    """LoRA on a GPT-2 model's attention matrices by the lecture's names: any of "q", "k", "v", "o".
+
+    q, k, v are blocks of the fused c_attn (FusedLoRALinear); o is attn.c_proj (LoRALinear). The lecture's
+    "Which Weight Matrices?" table compares them at an equal budget: ("q",) at r=8 = ("q", "v") at r=4 = all at r=2.
+    """
+    from .inject import inject
+    weights = (weights,) if isinstance(weights, str) else tuple(weights)
+    if not weights or set(weights) - set("qkvo") or len(set(weights)) != len(weights):
+        raise ValueError(f"weights must be distinct names among 'q', 'k', 'v', 'o', got {weights!r}")
+    qkv = tuple(w for w in "qkv" if w in weights)
+    if qkv:
+        inject(model, FusedLoRALinear, ["c_attn"], r=r, alpha=alpha, enable=qkv, **kwargs)
+    if "o" in weights:
+        inject(model, "lora", ["attn.c_proj"], r=r, alpha=alpha, **kwargs)
+    return model

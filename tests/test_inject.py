@@ -216,3 +216,14 @@ def test_two_inject_calls_keep_the_first_adapters_trainable():
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == 2 * (3 * 2 * (32 + 32) + 2 * (32 + 32))  # 2 blocks × (q, k, v, o at r = 2)
     assert [n for n, _ in adapter_layers(model)] == [f"transformer.h.{i}.attn.{m}" for i in (0, 1) for m in ("c_attn", "c_proj")]
+
+
+def test_gpt2_attention_weights_at_equal_budget():
+    from peftcourse.lora import inject_gpt2_attention
+    counts = {}
+    for weights, r in [("q", 8), ("k", 8), ("v", 8), ("o", 8), ("qk", 4), ("qv", 4), ("qkvo", 2)]:
+        model = inject_gpt2_attention(tiny_gpt2(), tuple(weights), r=r, alpha=16)
+        counts[weights] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert set(counts.values()) == {2 * 8 * (32 + 32)}  # the lecture's table: one budget for every column
+    with pytest.raises(ValueError, match="weights must be distinct names"):
+        inject_gpt2_attention(tiny_gpt2(), ("q", "x"), r=2, alpha=2)
