@@ -1,0 +1,136 @@
+"""QLoRA (Dettmers et al. 2023): a frozen 4-bit NF4 base layer plus a LoRA adapter in higher precision.
+
+Lecture, "QLoRA": Y = X · doubleDequant(c1, c2, W_NF4) + X L1 L2. The base weight is stored in NF4
+(0.5 bytes per weight, + 0.127 bits with double quantization) and turned back into the compute
+dtype only for the duration of the matmul; gradients flow through it to the input, never into it.
+Only the LoRA factors train. This module builds that from scratch (NF4Linear, QLoRALinear) and,
+for comparison, the real thing: transformers + bitsandbytes + peft (bnb_qlora_model).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import linear_dims
+from .lora import LoRALinear
+from .quant import quantize_nf4
+
+
+class DequantMatmul(torch.autograd.Function):
+    """y = x Wᵀ with W dequantized in forward AND again in backward (bitsandbytes' MatMul4Bit does this):
+    autograd then keeps only the 4-bit tensor for backward, never a full-precision copy of W."""
+
+    @staticmethod
+    def forward(ctx, x, quantized, dtype):
+        ctx.quantized, ctx.dtype = quantized, dtype
+        return x @ quantized.dequantize(dtype).T
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_x = grad_out @ ctx.quantized.dequantize(ctx.dtype) if ctx.needs_input_grad[0] else None
+        return grad_x, None, None
+
+
+class NF4Linear(nn.Module):
+    """A frozen linear layer whose weight lives in NF4 (the from-scratch twin of bitsandbytes' Linear4bit).
+
+    weight: (out, in) tensor to quantize; compute_dtype: the dtype the matmul runs in (bf16 in the
+    paper; fp32 is the fast choice on most CPUs).
+    """
+
+    def __init__(self, weight, bias=None, blocksize=64, double_quant=True, compute_dtype=torch.float32):
+        super().__init__()
+        if not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
+            raise ValueError(f"compute_dtype must be a torch floating dtype (torch.float32, torch.bfloat16), got {compute_dtype!r}")
+        self.out_features, self.in_features = weight.shape
+        self.blocksize, self.double_quant, self.compute_dtype = blocksize, double_quant, compute_dtype
+        self.quantized = quantize_nf4(weight.detach(), blocksize, double_quant)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @property
+    def weight(self):
+        """The dequantized weight (a fresh tensor each call: writing into it changes nothing; use requantize)."""
+        return self.quantized.dequantize(torch.float32)
+
+    @torch.no_grad()
+    def requantize(self, weight):
+        """Store a new full-precision weight, quantized with the same settings (rounds again)."""
+        self.quantized = quantize_nf4(weight.to(self.quantized.packed.device), self.blocksize, self.double_quant)
+
+    def forward(self, x):
+        y = DequantMatmul.apply(x.to(self.compute_dtype), self.quantized, self.compute_dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(self.compute_dtype)
+        return y.to(x.dtype)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, blocksize={self.blocksize}, "
+                f"double_quant={self.double_quant}, compute_dtype={self.compute_dtype}")
+
+
+class QLoRALinear(LoRALinear):
+    """LoRA (peftcourse.lora.LoRALinear, unchanged) on top of an NF4-quantized copy of the base layer.
+
+    The full-precision base is quantized once here and dropped; forward = NF4 base (dequantized on
+    the fly) + s·B·A·drop(x). Merging has to re-quantize, so it changes the outputs (see merge()).
+    """
+
+    def __init__(self, base, r=8, alpha=8, dropout=0.0, rslora=False, adapter_name="default",
+                 blocksize=64, double_quant=True, compute_dtype=torch.float32):
+        linear_dims(base)  # an nn.Linear or Conv1D, checked before anything is quantized
+        super().__init__(base, r, alpha, dropout, rslora, adapter_name)  # A, B, scaling: LoRA's own init
+        bias = getattr(base, "bias", None)
+        self.base = NF4Linear(self.base_weight(), bias, blocksize, double_quant, compute_dtype)
+        self.fan_in_fan_out = False  # the NF4 copy is stored in nn.Linear layout (out × in)
+
+    @torch.no_grad()
+    def merge(self):
+        """W_NF4 <- quantize(dequantize(W_NF4) + ΔW): the sum is rounded to NF4 again, so the merged
+        layer's outputs differ from base + LoRA (peft warns about this too)."""
+        if self.merged:
+            raise RuntimeError("this layer is already merged; unmerge() first (merging twice would add ΔW twice)")
+        self.base.requantize(self.base.weight + self.delta_weight().float())
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self):
+        """Subtract ΔW and re-quantize: a third rounding, so the original 4-bit weight is not restored exactly."""
+        if not self.merged:
+            raise RuntimeError("this layer is not merged; there is nothing to unmerge")
+        self.base.requantize(self.base.weight - self.delta_weight().float())
+        self.merged = False
+
+
+def stored_bytes(model):
+    """Bytes the model stores: parameters plus persistent buffers (4-bit constants are buffers),
+    each tensor counted once (GPT-2 ties its input and output embeddings)."""
+    unique = {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}
+    return sum(unique.values())
+
+
+# ---------------------------------------------------------------- the real thing: bitsandbytes + peft
+
+def bnb_config(compute_dtype=torch.float32, double_quant=True):
+    """transformers' config for QLoRA. bitsandbytes defaults to fp4 without double quantization:
+    the QLoRA recipe has to ask for nf4 and double quant explicitly."""
+    from transformers import BitsAndBytesConfig
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype)
+
+
+def bnb_qlora_model(path, target_modules, r=8, alpha=16, dropout=0.0, compute_dtype=torch.float32,
+                    double_quant=True, model_class=None, task_type="CAUSAL_LM", gradient_checkpointing=False):
+    """Load a saved Hugging Face model with its linear layers in bitsandbytes NF4 and add peft LoRA.
+
+    Runs on the CPU with bitsandbytes >= 0.49. gradient_checkpointing (peft's default in
+    prepare_model_for_kbit_training) saves activation memory at the cost of a second forward.
+    """
+    from transformers import AutoModelForCausalLM
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    model_class = model_class or AutoModelForCausalLM
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model_class.from_pretrained(str(path), quantization_config=bnb_config(compute_dtype, double_quant),
+                                        device_map=device)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                        task_type=task_type)
+    return get_peft_model(model, config)

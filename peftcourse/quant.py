@@ -1,0 +1,293 @@
+"""Blockwise quantization: absmax int8/int4, NF4 built from normal quantiles, and double quantization.
+
+Lecture, "Block-wise k-bit Quantization": X_int8 = round(c · X) with c = 127 / absmax(X); dequant = X_int8 / c.
+One outlier sets absmax for everything it shares a block with, so the tensor is cut into blocks
+(64 values for QLoRA) and each block gets its own constant c.
+
+Lecture, "4-bit NormalFloat (NF4)": instead of 15 evenly spaced integers, the 16 levels are
+quantiles of a normal distribution, because pretrained weights are roughly normal.
+Lecture, "Double Quantization": the per-block fp32 constants cost 32/64 = 0.5 bits per weight;
+quantizing them again to 8 bits (blocks of 256) brings that to 8/64 + 32/(64·256) ≈ 0.127.
+
+Everything here matches bitsandbytes (`bitsandbytes.functional.quantize_4bit`, CPU path) bit for bit:
+the same table, the same rounding, the same packing. The tests check it.
+"""
+import torch
+from torch import nn
+
+# bitsandbytes' outermost probability, 1 − ½(1/30 + 1/32) = 0.96770833… rounded to 7 digits.
+# Its NF4 table was generated from this rounded value (the exact fraction moves the table by 3e-7).
+NF4_OFFSET = 0.9677083
+BNB_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)  # what bitsandbytes' 4-bit kernels accept
+DQ_BLOCKSIZE = 256  # QLoRA paper §3: the absmax constants are quantized in blocks of 256
+
+
+# ---------------------------------------------------------------- code tables
+
+def nf4_steps(offset=NF4_OFFSET):
+    """The NF4 construction, step by step (QLoRA paper §3, lecture "Steps for generating the NF4 values").
+
+    Returns a dict of the intermediate tensors; the last entry is the 16-value table.
+    """
+    p_pos = torch.linspace(offset, 0.5, 9)[:-1]  # 8 probabilities, 0.97 … 0.56 (0.5 itself would give 0)
+    p_neg = torch.linspace(offset, 0.5, 8)[:-1]  # 7 probabilities, 0.97 … 0.57: one level fewer below 0
+    z_pos = torch.special.ndtri(p_pos.double())  # Φ⁻¹: the normal quantile (z-score) of each probability
+    z_neg = -torch.special.ndtri(p_neg.double())
+    levels = torch.cat([z_neg, torch.zeros(1, dtype=torch.float64), z_pos]).float().sort().values
+    return {"1. probabilities, positive side": p_pos, "2. probabilities, negative side": p_neg,
+            "3. z-scores, positive": z_pos, "3. z-scores, negative (negated)": z_neg,
+            "4. concatenated with an exact 0, sorted": levels,
+            "5. divided by the max": levels / levels.max()}
+
+
+def nf4_code(offset=NF4_OFFSET):
+    """The 16 NF4 values in [-1, 1], sorted; equal to bitsandbytes' get_4bit_type("nf4") bit for bit."""
+    return nf4_steps(offset)["5. divided by the max"]
+
+
+def nf4_code_lecture():
+    """The lecture's rounded recipe: 8 evenly spaced probabilities 0.56…0.97 (set I), 7 from 0.57…0.97
+    (set II, negated z-scores), a zero, normalised by the absolute max."""
+    set1 = torch.special.ndtri(torch.linspace(0.56, 0.97, 8).double())
+    set2 = -torch.special.ndtri(torch.linspace(0.57, 0.97, 7).double())
+    levels = torch.cat([set1, torch.zeros(1, dtype=torch.float64), set2]).sort().values
+    return (levels / levels.abs().max()).float()
+
+
+def fp4_code():
+    """bitsandbytes' FP4 (1 sign, 2 exponent, 1 mantissa bit, its own bias), as 15 sorted values in [-1, 1]
+    (+0 and −0 are one value here; bitsandbytes stores the bit pattern instead of a sorted index)."""
+    magnitudes = torch.tensor([0.0, 0.0625, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]) / 12.0
+    return torch.cat([-magnitudes[1:].flip(0), magnitudes])
+
+
+def int4_code():
+    """The lecture's absmax int4 as a table: round(7·x/absmax)/7, i.e. 15 evenly spaced levels."""
+    return torch.arange(-7, 8, dtype=torch.float32) / 7
+
+
+def dynamic_code():
+    """bitsandbytes' signed 8-bit dynamic map (create_dynamic_map(signed=True)), used for double quantization.
+
+    Dettmers 2016: a sign, a run of zeros that sets the decimal exponent (10⁻⁶ … 10⁰), then the
+    remaining bits as a linear fraction: many levels near zero, fewer (but wide-range) far from it.
+    """
+    values = [0.0, 1.0]
+    for i in range(7):  # exponent 10^(i-6); the fraction gets 2^i evenly spaced bins in [0.1, 1]
+        edges = torch.linspace(0.1, 1, 2**i + 1, dtype=torch.float32)
+        means = ((edges[:-1] + edges[1:]) / 2.0 * 10 ** (i - 6)).tolist()
+        values += means + [-m for m in means]
+    return torch.tensor(sorted(values), dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- checks and blocks
+
+def check_weight(w):
+    """A float tensor with at least one element and only finite values (NaN is never quantized silently)."""
+    if not torch.is_tensor(w):
+        raise TypeError(f"expected a torch.Tensor, got {type(w).__name__}")
+    if not w.is_floating_point():
+        raise TypeError(f"can only quantize a floating-point tensor (float32, float16, bfloat16), got {w.dtype}")
+    if w.numel() == 0:
+        raise ValueError(f"cannot quantize an empty tensor (shape {tuple(w.shape)})")
+    # a NaN or Inf anywhere makes the sum non-finite (one fast pass); only then count them exactly
+    if not torch.isfinite(w.sum(dtype=torch.float32)) and not torch.isfinite(w).all():
+        n_nan, n_inf = int(torch.isnan(w).sum()), int(torch.isinf(w).sum())
+        raise ValueError(f"the tensor holds {n_nan} NaN and {n_inf} Inf values: an absmax scale cannot "
+                         "represent them (one Inf would zero its whole block); fix the weights first")
+
+
+def check_blocksize(blocksize, allowed=None):
+    if not isinstance(blocksize, int) or isinstance(blocksize, bool) or blocksize <= 0:
+        raise ValueError(f"blocksize must be a positive int, got {blocksize!r}")
+    if allowed is not None and blocksize not in allowed:
+        raise ValueError(f"blocksize {blocksize} is not supported: bitsandbytes' 4-bit formats take one of {allowed}")
+
+
+def as_blocks(flat, blocksize):
+    """A flat tensor as (n_blocks, blocksize) rows, the last one zero-padded if n is not a multiple."""
+    pad = -flat.numel() % blocksize
+    return (nn.functional.pad(flat, (0, pad)) if pad else flat).view(-1, blocksize)
+
+
+def split_blocks(flat, blocksize):
+    """The blocks of a flat tensor and the absmax of each (padding zeros do not change an absmax)."""
+    blocks = as_blocks(flat, blocksize)
+    return blocks, torch.maximum(blocks.amax(dim=1), -blocks.amin(dim=1))  # max |x| without building |x|
+
+
+def nearest(scaled, code):
+    """Index of the nearest value of a sorted code; a value exactly halfway goes to the lower index,
+    as in bitsandbytes (bucketize against the midpoints between neighbouring levels)."""
+    return torch.bucketize(scaled, (code[:-1] + code[1:]) / 2).to(torch.uint8)
+
+
+def pack_nibbles(indices):
+    """Two 4-bit indices per byte, the first in the high nibble (bitsandbytes' layout)."""
+    return (indices[0::2] << 4) | indices[1::2]
+
+
+def unpack_nibbles(packed, n):
+    return torch.stack([packed >> 4, packed & 0xF], dim=1).flatten()[:n]
+
+
+# ---------------------------------------------------------------- absmax int8 / int4
+
+class AbsmaxQuantized(nn.Module):
+    """Blockwise absmax integers: q = round(c·w) with c = (2^(bits−1) − 1)/absmax per block; w ≈ q / c."""
+
+    def __init__(self, q, c, shape, dtype, bits, blocksize):
+        super().__init__()
+        self.register_buffer("q", q)  # int8, one per weight (int4 values are kept in int8 for clarity)
+        self.register_buffer("c", c)  # fp32, one scale per block
+        self.shape, self.dtype, self.bits, self.blocksize = torch.Size(shape), dtype, bits, blocksize
+
+    def dequantize(self, dtype=None):
+        n = self.shape.numel()
+        return (as_blocks(self.q.float(), self.blocksize) / self.c[:, None]).flatten()[:n].view(self.shape).to(dtype or self.dtype)
+
+    def overhead_bits_per_param(self):
+        return 8 * self.c.nbytes / self.shape.numel()
+
+    def extra_repr(self):
+        return f"int{self.bits}, shape={tuple(self.shape)}, blocksize={self.blocksize}"
+
+
+def quantize_absmax(w, bits=8, blocksize=None):
+    """The lecture's absmax quantization: c = 127/absmax for int8 (7/absmax for int4), round, keep c.
+
+    blocksize=None uses one block for the whole tensor (the lecture's first formula); any positive
+    int works. (The lecture's int4 slide writes c = 16/absmax; that would need values up to ±16, i.e.
+    6 bits, so the symmetric int4 range ±7 is used, as bitsandbytes' "int4" table does.)
+    """
+    check_weight(w)
+    if bits not in range(2, 9):
+        raise ValueError(f"bits must be an int from 2 to 8, got {bits!r}")
+    blocksize = w.numel() if blocksize is None else blocksize
+    check_blocksize(blocksize)
+    blocks, absmax = split_blocks(w.detach().reshape(-1).float(), blocksize)
+    c = (2 ** (bits - 1) - 1) / absmax.clamp(min=1e-38)  # an all-zero block keeps q = 0
+    q = torch.round(blocks * c[:, None]).to(torch.int8).flatten()[: w.numel()]
+    return AbsmaxQuantized(q, c, w.shape, w.dtype, bits, blocksize)
+
+
+# ---------------------------------------------------------------- 4-bit tables: NF4 (and FP4)
+
+class Params4bit(nn.Parameter):
+    """Packed 4-bit weights: a frozen uint8 Parameter, two values per byte. Named like bitsandbytes'
+    class so that parameter counts (peft's, trainable_report) count two parameters per byte."""
+
+    def __new__(cls, data, requires_grad=False):
+        if requires_grad:
+            raise ValueError("4-bit weights are frozen: integer codes have no gradient")
+        return super().__new__(cls, data, requires_grad=False)
+
+
+class Quantized4bit(nn.Module):
+    """A tensor stored as 4-bit code indices (packed two per byte) plus one absmax per block.
+
+    With double quantization the fp32 absmax are replaced by 8-bit codes, one fp32 scale per
+    256 of them and one fp32 offset (their mean).
+    """
+
+    def __init__(self, packed, absmax, shape, dtype, blocksize, code, dq=None):
+        super().__init__()
+        self.packed = Params4bit(packed)  # uint8, ceil(n/2) bytes
+        if dq is None:
+            self.register_buffer("absmax", absmax)  # fp32, one per block
+        else:
+            self.register_buffer("absmax_q", dq["q"])  # uint8 index into dynamic_code(), one per block
+            self.register_buffer("absmax_scale", dq["scale"])  # fp32, one per 256 blocks
+            self.register_buffer("absmax_offset", dq["offset"])  # fp32 scalar
+        self.register_buffer("code", code, persistent=False)  # the 16-value table: shared, not per tensor
+        self.shape, self.dtype, self.blocksize, self.double_quant = torch.Size(shape), dtype, blocksize, dq is not None
+
+    def block_absmax(self):
+        """The fp32 absmax of every block (rebuilt from its 8-bit code when double-quantized)."""
+        if not self.double_quant:
+            return self.absmax
+        blocks = as_blocks(dynamic_code().to(self.absmax_scale.device)[self.absmax_q.long()], DQ_BLOCKSIZE)
+        return (blocks * self.absmax_scale[:, None]).flatten()[: self.absmax_q.numel()] + self.absmax_offset
+
+    def indices(self):
+        """uint8 code indices 0..15, one per element, in the original tensor's shape and element order."""
+        return unpack_nibbles(self.packed, self.shape.numel()).view(self.shape)
+
+    def dequantize(self, dtype=None):
+        """code[index] · absmax of its block, in `dtype` (default: the original tensor's dtype)."""
+        n = self.shape.numel()
+        # one lookup per byte: row b of `pairs` holds the code values of b's high and low nibble
+        code = nn.functional.pad(self.code, (0, 16 - self.code.numel()))  # 15-level codes never use index 15
+        byte = torch.arange(256, device=code.device)
+        pairs = torch.stack([code[byte >> 4], code[byte & 0xF]], dim=1)
+        values = nn.functional.embedding(self.packed.long(), pairs).flatten()[:n]  # == code[indices]
+        blocks = as_blocks(values, self.blocksize) * self.block_absmax()[:, None]
+        return blocks.flatten()[:n].view(self.shape).to(dtype or self.dtype)
+
+    def overhead_bits_per_param(self):
+        """Bits spent on quantization constants per weight, measured from what is stored (state_dict)."""
+        stored = sum(t.nbytes for name, t in self.state_dict().items() if name != "packed")
+        return 8 * stored / self.shape.numel()
+
+    def bits_per_param(self):
+        """Everything stored, per weight: 4 bits of index plus the overhead."""
+        return 8 * sum(t.nbytes for t in self.state_dict().values()) / self.shape.numel()
+
+    def extra_repr(self):
+        return (f"shape={tuple(self.shape)}, blocksize={self.blocksize}, double_quant={self.double_quant}, "
+                f"{self.bits_per_param():.3f} bits/param")
+
+
+def double_quantize(absmax):
+    """QLoRA's double quantization (bitsandbytes' compress_statistics): subtract the mean, then
+    8-bit dynamic-code absmax quantization of the result in blocks of 256."""
+    offset = absmax.mean()
+    blocks, scale = split_blocks(absmax - offset, DQ_BLOCKSIZE)
+    scaled = blocks / scale.clamp(min=1e-38)[:, None]  # bitsandbytes' 8-bit CPU kernel divides
+    q = nearest(scaled, dynamic_code().to(absmax.device)).flatten()[: absmax.numel()]
+    return {"q": q, "scale": scale, "offset": offset}
+
+
+def quantize_4bit(w, code, blocksize=64, double_quant=False):
+    """Blockwise absmax + nearest value of a sorted code with at most 16 levels (NF4, FP4, int4)."""
+    check_weight(w)
+    check_blocksize(blocksize, BNB_BLOCKSIZES)
+    if code.numel() > 16 or not bool((code[1:] > code[:-1]).all()):
+        raise ValueError(f"a 4-bit code is at most 16 strictly increasing values, got {code.numel()}")
+    n = w.numel()
+    blocks, absmax = split_blocks(w.detach().reshape(-1).float(), blocksize)
+    # bitsandbytes' CPU kernel multiplies by 1/absmax, but divides in a partial last block; the same
+    # arithmetic gives the same float, hence the same index even next to a midpoint.
+    safe = absmax.clamp(min=1e-38)[:, None]  # an all-zero block maps to the code's 0
+    scaled = blocks * (1.0 / safe)
+    if n % blocksize:
+        scaled[-1] = blocks[-1] / safe[-1]
+    # odd n: the index of a padding zero fills the last low nibble (bitsandbytes pads the same way)
+    idx = nearest(scaled, code.to(w.device)).flatten()[: n + n % 2]
+    dq = double_quantize(absmax) if double_quant else None
+    return Quantized4bit(pack_nibbles(idx), absmax, w.shape, w.dtype, blocksize, code.to(w.device), dq)
+
+
+def quantize_nf4(w, blocksize=64, double_quant=False):
+    """NF4 quantization as in QLoRA / bitsandbytes quantize_4bit(quant_type="nf4")."""
+    return quantize_4bit(w, nf4_code(), blocksize, double_quant)
+
+
+def quantize_fp4(w, blocksize=64, double_quant=False):
+    """bitsandbytes' FP4 (its default 4-bit type): same blocks, a floating-point table instead of NF4."""
+    return quantize_4bit(w, fp4_code(), blocksize, double_quant)
+
+
+# ---------------------------------------------------------------- comparing formats
+
+def quantization_error(w, quantized):
+    """Root-mean-square error of the round trip, relative to the weights' own RMS."""
+    w = w.detach().float()
+    return float((quantized.dequantize(torch.float32) - w).pow(2).mean().sqrt() / w.pow(2).mean().sqrt())
+
+
+def format_errors(w, blocksize=64):
+    """Relative RMS round-trip error of int4 (absmax), FP4 and NF4 on the same tensor and blocks."""
+    return {"int4": quantization_error(w, quantize_absmax(w, bits=4, blocksize=blocksize)),
+            "fp4": quantization_error(w, quantize_fp4(w, blocksize)),
+            "nf4": quantization_error(w, quantize_nf4(w, blocksize))}
