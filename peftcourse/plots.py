@@ -74,3 +74,29 @@ def scatter_tradeoff(points, x="trainable params", y="accuracy", ax=None, logx=T
     ax.set_ylabel(y)
     ax.set_title(title or f"{y} vs {x}")
     return ax
+
+
+def plot_matrices(matrices, ncols=None, cmap="RdBu_r", size=2.6, suptitle=None):
+    """Heatmaps side by side, {title: 2-D tensor or array}; each on a colour scale symmetric around 0 (white)."""
+    import numpy as np
+    if not matrices:
+        raise ValueError("plot_matrices needs at least one {title: matrix} entry")
+    ncols = ncols or len(matrices)
+    nrows = -(-len(matrices) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    for ax, (title, m) in zip(axes.flat, matrices.items()):
+        m = np.asarray(m.detach().float().cpu() if hasattr(m, "detach") else m, dtype=float)
+        if m.ndim != 2:
+            raise ValueError(f"{title!r} is not a matrix (shape {m.shape})")
+        v = float(np.abs(m).max()) or 1.0
+        ax.imshow(m, cmap=cmap, vmin=-v, vmax=v, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    for ax in list(axes.flat)[len(matrices):]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig, axes
