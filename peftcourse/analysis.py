@@ -104,8 +104,10 @@ class ChangeTracker:
         return dict(zip(steps, self.records))
 
 
-def plot_decomposition(W, title="", rows=48, axes=None):
-    """W = m · V/‖V‖ for one layer: m per output row, row vs column norms, and a patch of the unit directions."""
+def plot_decomposition(W, title="", rows=48, splits=(), axes=None):
+    """W = m · V/‖V‖ for one layer: m per output row, row vs column norms, and a patch of the unit directions.
+
+    splits: output rows where a fused matrix changes part (GPT-2's c_attn: q | k | v at d and 2d)."""
     _check_matrix("W", W)
     W = W.detach().float().cpu()
     m = W.norm(dim=1)
@@ -113,6 +115,8 @@ def plot_decomposition(W, title="", rows=48, axes=None):
     if axes is None:
         _, axes = new_axes(3, width=13, height=3.4)
     axes[0].plot(m.numpy(), lw=1, color=method_color("DoRA"))
+    for row in splits:
+        axes[0].axvline(row, color="black", ls="--", lw=0.8)
     axes[0].set(title=f"{title} magnitude m (one per output row)", xlabel="output row", ylabel="‖W row‖")
     axes[1].hist(m.numpy(), bins=30, alpha=0.7, label=f"rows (out={W.shape[0]}): DoRA's m")
     axes[1].hist(W.norm(dim=0).numpy(), bins=30, alpha=0.7, label=f"columns (in={W.shape[1]})")

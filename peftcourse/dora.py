@@ -7,7 +7,7 @@
 * V's direction is trained with LoRA (A, B, s = α/r inherited from LoRALinear).
 * ‖V‖ is treated as a constant (paper §4.3): it follows BA in the forward pass but gets no gradient,
   so autograd never keeps the out×in matrix V. `detach_norm=False` keeps it, for the comparison.
-* The forward pass is peft's (tuners/lora/dora.py): the base layer's W0 x is reused, not recomputed.
+* The forward pass reuses the base layer's W0 x (as peft's tuners/lora/dora.py does): no second full matmul.
 """
 import torch
 import torch.nn.functional as F
@@ -58,10 +58,12 @@ class DoRALinear(LoRALinear):
         return torch.where(nonzero, self.m / torch.where(nonzero, norm, 1.0), 0.0)
 
     def adapter_forward(self, x, base_out=None):
-        """What DoRA adds to base(x), as peft computes it:  (m/‖V‖ − 1) ⊙ W0 x + (m/‖V‖) ⊙ s·B A x.
+        """What DoRA adds to base(x): (m/‖V‖) ⊙ (V x) − W0 x, with V x = W0 x + s·B A x.
 
-        base_out = base(x) lets the layer reuse W0 x instead of a second full matmul. With dropout
-        active the branch sees drop(x), so W0 drop(x) is computed afresh (as peft does).
+        base_out = base(x) lets the layer reuse W0 x = base(x) − b instead of a second full matmul.
+        peft writes the same sum as (m/‖V‖ − 1) ⊙ W0 x + (m/‖V‖) ⊙ s·BAx, which keeps two output-sized
+        tensors for backward; this form keeps one (V x). With dropout active the branch sees drop(x),
+        so W0 drop(x) is computed afresh, as in peft.
         """
         x = x.to(self.A.dtype)
         dropped = self.dropout(x)
@@ -70,9 +72,8 @@ class DoRALinear(LoRALinear):
         else:
             bias = self.base.bias
             w0x = base_out.to(x.dtype) if bias is None else base_out.to(x.dtype) - bias
-        scale = self.magnitude_scale()
-        lora = F.linear(F.linear(dropped, self.A), self.B)
-        return (scale - 1) * w0x + scale * lora * self.scaling
+        vx = w0x + self.scaling * F.linear(F.linear(dropped, self.A), self.B)
+        return self.magnitude_scale() * vx - w0x
 
     def forward(self, x):
         y = self.base(x)

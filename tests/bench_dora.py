@@ -13,6 +13,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from peftcourse import inject
+from peftcourse.analysis import step_cost
 
 TARGETS = ["c_attn", "c_fc"]
 
@@ -67,6 +68,8 @@ def main():
           f"batch {args.batch}x{args.seq}, {args.steps} steps, torch threads {torch.get_num_threads()}")
     for k, v in med.items():
         print(f"  {k:<10} median step {v:8.2f} ms")
+    saved = {k: step_cost(m, batch, repeats=1)["saved_mb"] for k, m in (("peftcourse", ours), ("peft", theirs))}
+    print("  activation memory kept for backward: " + ", ".join(f"{k} {v:.1f} MB" for k, v in saved.items()))
     ratio = med["peftcourse"] / med["peft"]
     print(f"ratio peftcourse / peft = {ratio:.3f}  (target <= 1.15: {'OK' if ratio <= 1.15 else 'MISSED'})")
 

@@ -228,3 +228,13 @@ def test_bad_input():
         DoRALinear(base, r=2, alpha=2, detach_norm="yes")
     with pytest.raises(TypeError, match="nn.Linear"):
         DoRALinear(nn.Conv2d(3, 3, 1), r=1, alpha=1)
+
+
+def test_keeps_no_more_for_backward_than_peft():
+    from peftcourse.analysis import step_cost
+    ours_model, _, peft_model, _ = pair_gpt2()
+    ids = torch.randint(0, 50, (2, 8))
+    batch = {"input_ids": ids, "labels": ids}
+    ours = step_cost(ours_model, batch, repeats=1)["saved_mb"]
+    theirs = step_cost(peft_model, batch, repeats=1)["saved_mb"]
+    assert ours <= theirs
