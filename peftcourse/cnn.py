@@ -96,8 +96,3 @@ def digits_transfer(n_per_class=20, seed=0):
         out[task] = (x[tr], y[tr] - offset, x[te], y[te] - offset)
     return out
 
-
-def batches(x, y, batch_size=64, seed=0):
-    """Shuffled (inputs, target) mini-batches, one epoch: the training loop cycles them."""
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    return [(x[perm[i:i + batch_size]], y[perm[i:i + batch_size]]) for i in range(0, len(x), batch_size)]
