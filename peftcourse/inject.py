@@ -6,6 +6,7 @@ Matching follows peft (tuners_utils.check_target_module_exists):
 """
 import importlib
 import re
+import warnings
 
 from safetensors.torch import save_file, load_file
 from torch import nn
@@ -193,6 +194,10 @@ def load_adapter(model, path):
 def merge_and_unload(model):
     """Merge every adapter into its base layer and put the plain base layer back: a normal model again."""
     for name, layer in adapter_layers(model):
+        tied = [n for n, p in model.named_parameters(remove_duplicate=False)
+                if p is layer.base.weight and not n.startswith(name + ".")]
+        if tied:  # e.g. GPT-2's lm_head shares its weight with the token embedding
+            warnings.warn(f"{name}'s weight is tied to {tied}: merging its adapter changes those too")
         if not layer.merged:
             layer.merge()
         _set_submodule(model, name, layer.base)

@@ -1,6 +1,7 @@
 """inject / trainable_report / save-load / merge_and_unload against peft's get_peft_model on small GPT-2 and BERT."""
 import copy
 import re
+import warnings
 
 import pytest
 import torch
@@ -227,3 +228,12 @@ def test_gpt2_attention_weights_at_equal_budget():
     assert set(counts.values()) == {2 * 8 * (32 + 32)}  # the lecture's table: one budget for every column
     with pytest.raises(ValueError, match="weights must be distinct names"):
         inject_gpt2_attention(tiny_gpt2(), ("q", "x"), r=2, alpha=2)
+
+
+def test_merging_a_tied_weight_warns():
+    model = pc.inject(tiny_gpt2(), "lora", ["lm_head"], r=2, alpha=2)
+    with pytest.warns(UserWarning, match=r"lm_head's weight is tied to \['transformer.wte.weight'\]"):
+        pc.merge_and_unload(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pc.merge_and_unload(pc.inject(tiny_gpt2(), "lora", ["c_attn"], r=2, alpha=2))
