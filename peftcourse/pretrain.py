@@ -129,7 +129,8 @@ def samples(model, tokenizer, prompts=PROMPTS, max_new_tokens=40, seed=0):
     for i, prompt in enumerate(prompts):
         torch.manual_seed(seed + i)
         ids = tokenizer(prompt, return_tensors="pt").to(device)
-        gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=True, temperature=0.8, top_k=40,
+        room = model.config.n_positions - ids["input_ids"].shape[1]  # never run past the position table
+        gen = model.generate(**ids, max_new_tokens=min(max_new_tokens, room), do_sample=True, temperature=0.8, top_k=40,
                              pad_token_id=tokenizer.pad_token_id)
         out.append(tokenizer.decode(gen[0], skip_special_tokens=True))
     return out
@@ -153,10 +154,13 @@ def plot_curve(history, evals, path):
 
 
 def pretrain(out_dir=DEFAULT_OUT, steps=300, vocab_size=4096, n_embd=192, n_layer=4, n_head=4,
-             block_size=256, batch_size=8, lr=2e-3, warmup=30, seed=0, max_chars=None, progress=True):
+             n_positions=256, block_size=256, batch_size=8, lr=2e-3, warmup=30, seed=0, max_chars=None,
+             progress=True):
     """Tokenizer + model + training + saving. Returns a dict of what was measured."""
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not 0 < block_size <= n_positions:
+        raise ValueError(f"block_size ({block_size}) must be between 1 and n_positions ({n_positions})")
     seed_everything(seed)
     device = get_device()
     t0 = time.perf_counter()
@@ -164,7 +168,7 @@ def pretrain(out_dir=DEFAULT_OUT, steps=300, vocab_size=4096, n_embd=192, n_laye
     tokenizer = train_tokenizer(train_docs, vocab_size)
     train_blocks = token_blocks(tokenizer, train_docs, block_size)
     val_blocks = token_blocks(tokenizer, val_docs, block_size)
-    model = make_model(len(tokenizer), n_embd, n_layer, n_head, block_size,
+    model = make_model(len(tokenizer), n_embd, n_layer, n_head, n_positions,
                        tokenizer.eos_token_id, tokenizer.pad_token_id)
     n_params = sum(p.numel() for p in model.parameters())
     eval_every = max(1, steps // 12)
@@ -179,9 +183,9 @@ def pretrain(out_dir=DEFAULT_OUT, steps=300, vocab_size=4096, n_embd=192, n_laye
               "unigram_ppl": math.exp(unigram_loss(train_blocks, val_blocks, len(tokenizer))),
               "train_time_s": history.wall_time, "wall_time_s": time.perf_counter() - t0,
               "hardware": hardware(device), "config": dict(vocab_size=len(tokenizer), n_embd=n_embd,
-              n_layer=n_layer, n_head=n_head, n_positions=block_size, block_size=block_size,
+              n_layer=n_layer, n_head=n_head, n_positions=n_positions, block_size=block_size,
               batch_size=batch_size, lr=lr, seed=seed)}
-    result["samples"] = samples(model, tokenizer)
+    result["samples"] = samples(model, tokenizer, max_new_tokens=8 if is_fast() else 40)
     save(model, tokenizer, history, result, out_dir)
     return result
 
@@ -245,7 +249,8 @@ def main(argv=None):
     p.add_argument("--n-embd", type=int, default=192)
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--block-size", type=int, default=256)
+    p.add_argument("--n-positions", type=int, default=256, help="context length of the model")
+    p.add_argument("--block-size", type=int, default=256, help="training sequence length (<= n_positions)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -254,8 +259,8 @@ def main(argv=None):
     out = a.out or (tempfile.mkdtemp(prefix="tinygpt_") if fast else DEFAULT_OUT)
     steps = a.steps or (3 if fast else 300)
     r = pretrain(out, steps=steps, vocab_size=a.vocab_size, n_embd=a.n_embd, n_layer=a.n_layer,
-                 n_head=a.n_head, block_size=a.block_size, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-                 max_chars=300_000 if fast else None)
+                 n_head=a.n_head, n_positions=a.n_positions, block_size=a.block_size,
+                 batch_size=a.batch_size, lr=a.lr, seed=a.seed, max_chars=60_000 if fast else None)
     print(f"saved to {out}: {r['n_params']:,} params, {r['steps']} steps, val loss {r['val_loss']:.3f}, "
           f"val ppl {r['val_ppl']:.1f} (unigram {r['unigram_ppl']:.1f}), {r['wall_time_s']:.0f} s on {r['hardware']}")
     return r

@@ -1,0 +1,113 @@
+"""The course's models load offline from safetensors; broken checkpoints fail with a rebuild hint."""
+import os
+import shutil
+
+import pytest
+import torch
+
+from peftcourse import models
+
+
+def test_offline_environment():
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by conftest: nothing below may use the network
+
+
+@pytest.fixture(scope="module")
+def tinygpt():
+    return models.load_tinygpt()
+
+
+def test_tinygpt_loads_and_is_small(tinygpt):
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+    model, tok = tinygpt
+    assert isinstance(model, GPT2LMHeadModel) and isinstance(tok, PreTrainedTokenizerFast)
+    assert sum(p.numel() for p in model.parameters()) <= 5_000_000
+    assert model.config.vocab_size == len(tok)
+    assert tok.eos_token_id == model.config.eos_token_id == 0 and tok.pad_token_id == 1
+    assert not model.training
+    files = os.listdir(models.TINYGPT_DIR)
+    assert "model.safetensors" in files and not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
+
+
+def test_tinygpt_loads_with_auto_classes():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(models.TINYGPT_DIR)
+    tok = AutoTokenizer.from_pretrained(models.TINYGPT_DIR)
+    assert model.config.model_type == "gpt2" and len(tok) == model.config.vocab_size
+
+
+def test_tinygpt_tokenizer_round_trips(tinygpt):
+    _, tok = tinygpt
+    for text in ["Return a list of the words in the string.", "37+45=82",
+                 "0f8e2d3c-1b2a-4c5d-9e8f-0a1b2c3d4e5f", "naïve → ünïcode\n\ttabs  and  spaces"]:
+        assert tok.decode(tok(text)["input_ids"]) == text
+
+
+def test_tinygpt_predicts_docs_english_better_than_chance(tinygpt):
+    model, tok = tinygpt
+    ids = tok("The function returns a list of strings. If the argument is None, the default is used.",
+              return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()
+    assert loss < 0.7 * torch.log(torch.tensor(float(len(tok)))).item()  # far below a uniform guess
+
+
+def _copy(tmp_path):
+    dst = tmp_path / "tinygpt"
+    shutil.copytree(models.TINYGPT_DIR, dst)
+    return dst
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "tokenizer.json"])
+def test_missing_file_names_it_and_the_rebuild_command(tmp_path, name):
+    path = _copy(tmp_path)
+    os.remove(path / name)
+    with pytest.raises(FileNotFoundError, match=rf"{name}.*python -m peftcourse.pretrain"):
+        models.load_tinygpt(path)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m peftcourse.pretrain"):
+        models.load_tinygpt(tmp_path / "nothing")
+
+
+def test_corrupt_weights_and_config(tmp_path):
+    path = _copy(tmp_path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated download
+    with pytest.raises(ValueError, match=r"model.safetensors.*corrupt.*python -m peftcourse.pretrain"):
+        models.load_tinygpt(path)
+    path2 = _copy(tmp_path / "b")
+    (path2 / "config.json").write_text("{ not json")
+    with pytest.raises(ValueError, match=r"config.json.*corrupt.*python -m peftcourse.pretrain"):
+        models.load_tinygpt(path2)
+
+
+def test_minilm_loads_offline_from_safetensors():
+    from transformers import BertModel
+    model, tok = models.load_minilm()
+    assert isinstance(model, BertModel)
+    assert sum(p.numel() for p in model.parameters()) == 22_713_216
+    assert os.path.isfile(os.path.join(models.minilm_dir(), "model.safetensors"))
+    batch = tok(["A cat sits on the mat.", "A kitten is on the rug.", "The stock market fell."],
+                padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1)
+    emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)  # the model's mean pooling
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2  # pretrained: similar sentences are close
+
+
+def test_minilm_classifier_head_is_seeded():
+    a, _ = models.load_minilm(num_labels=3, seed=0)
+    b, _ = models.load_minilm(num_labels=3, seed=0)
+    assert torch.equal(a.classifier.weight, b.classifier.weight)
+    with pytest.raises(ValueError, match="num_labels"):
+        models.load_minilm(num_labels=1)
+
+
+def test_load_hub_offline_names_the_offline_models():
+    with pytest.raises(RuntimeError, match="load_tinygpt.*load_minilm"):
+        models.load_hub("gpt2")
+    with pytest.raises(TypeError, match="hub model id"):
+        models.load_hub("")
