@@ -3,7 +3,7 @@
 Lecture, "QLoRA": Y = X · doubleDequant(c1, c2, W_NF4) + X L1 L2. The base weight is stored in NF4
 (0.5 bytes per weight, + 0.127 bits with double quantization) and turned back into the compute
 dtype only for the duration of the matmul; gradients flow through it to the input, never into it.
-Only the LoRA factors train. This module builds that from scratch (NF4Linear, QLoRALinear) and,
+Only the LoRA factors train. This module builds that from scratch (QuantLinear, QLoRALinear) and,
 for comparison, the real thing: transformers + bitsandbytes + peft (bnb_qlora_model).
 """
 import torch
@@ -12,7 +12,7 @@ from torch import nn
 
 from .base import linear_dims
 from .lora import LoRALinear
-from .quant import quantize_nf4
+from .quant import quantize_absmax, quantize_fp4, quantize_nf4
 
 
 class DequantMatmul(torch.autograd.Function):
@@ -30,20 +30,32 @@ class DequantMatmul(torch.autograd.Function):
         return grad_x, None, None
 
 
-class NF4Linear(nn.Module):
-    """A frozen linear layer whose weight lives in NF4 (the from-scratch twin of bitsandbytes' Linear4bit).
+def quantize_weight(weight, quant_type="nf4", blocksize=64, double_quant=True):
+    """The frozen base weight in one of the formats of the paper's Table 3: nf4 (QLoRA), fp4
+    (bitsandbytes' default), int8 (blockwise absmax, no double quantization)."""
+    if quant_type == "int8":
+        if double_quant:
+            raise ValueError("double quantization is defined for the 4-bit formats (nf4, fp4); use double_quant=False with int8")
+        return quantize_absmax(weight, bits=8, blocksize=blocksize)
+    if quant_type not in ("nf4", "fp4"):
+        raise ValueError(f"unknown quant_type {quant_type!r}: use 'nf4' (QLoRA), 'fp4' or 'int8'")
+    return (quantize_nf4 if quant_type == "nf4" else quantize_fp4)(weight, blocksize, double_quant)
 
-    weight: (out, in) tensor to quantize; compute_dtype: the dtype the matmul runs in (bf16 in the
-    paper; fp32 is the fast choice on most CPUs).
-    """
 
-    def __init__(self, weight, bias=None, blocksize=64, double_quant=True, compute_dtype=torch.float32):
+class QuantLinear(nn.Module):
+    """A frozen linear layer whose weight is stored quantized (the from-scratch twin of bitsandbytes'
+    Linear4bit). weight: (out, in); compute_dtype: the dtype the matmul runs in (bf16 in the paper;
+    fp32 is the fast choice on most CPUs)."""
+
+    def __init__(self, weight, bias=None, quant_type="nf4", blocksize=64, double_quant=True,
+                 compute_dtype=torch.float32):
         super().__init__()
         if not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
             raise ValueError(f"compute_dtype must be a torch floating dtype (torch.float32, torch.bfloat16), got {compute_dtype!r}")
         self.out_features, self.in_features = weight.shape
-        self.blocksize, self.double_quant, self.compute_dtype = blocksize, double_quant, compute_dtype
-        self.quantized = quantize_nf4(weight.detach(), blocksize, double_quant)
+        self.quant_type, self.blocksize, self.double_quant = quant_type, blocksize, double_quant
+        self.compute_dtype = compute_dtype
+        self.quantized = quantize_weight(weight.detach(), quant_type, blocksize, double_quant)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
 
     @property
@@ -54,7 +66,7 @@ class NF4Linear(nn.Module):
     @torch.no_grad()
     def requantize(self, weight):
         """Store a new full-precision weight, quantized with the same settings (rounds again)."""
-        self.quantized = quantize_nf4(weight.to(self.quantized.packed.device), self.blocksize, self.double_quant)
+        self.quantized = quantize_weight(weight, self.quant_type, self.blocksize, self.double_quant)
 
     def forward(self, x):
         y = DequantMatmul.apply(x.to(self.compute_dtype), self.quantized, self.compute_dtype)
@@ -63,8 +75,8 @@ class NF4Linear(nn.Module):
         return y.to(x.dtype)
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, blocksize={self.blocksize}, "
-                f"double_quant={self.double_quant}, compute_dtype={self.compute_dtype}")
+        return (f"in_features={self.in_features}, out_features={self.out_features}, quant_type={self.quant_type}, "
+                f"blocksize={self.blocksize}, double_quant={self.double_quant}, compute_dtype={self.compute_dtype}")
 
 
 class QLoRALinear(LoRALinear):
@@ -72,14 +84,15 @@ class QLoRALinear(LoRALinear):
 
     The full-precision base is quantized once here and dropped; forward = NF4 base (dequantized on
     the fly) + s·B·A·drop(x). Merging has to re-quantize, so it changes the outputs (see merge()).
+    quant_type="fp4" / "int8" (with double_quant=False) give the other rows of the paper's Table 3.
     """
 
     def __init__(self, base, r=8, alpha=8, dropout=0.0, rslora=False, adapter_name="default",
-                 blocksize=64, double_quant=True, compute_dtype=torch.float32):
+                 quant_type="nf4", blocksize=64, double_quant=True, compute_dtype=torch.float32):
         linear_dims(base)  # an nn.Linear or Conv1D, checked before anything is quantized
         super().__init__(base, r, alpha, dropout, rslora, adapter_name)  # A, B, scaling: LoRA's own init
         bias = getattr(base, "bias", None)
-        self.base = NF4Linear(self.base_weight(), bias, blocksize, double_quant, compute_dtype)
+        self.base = QuantLinear(self.base_weight(), bias, quant_type, blocksize, double_quant, compute_dtype)
         self.fan_in_fan_out = False  # the NF4 copy is stored in nn.Linear layout (out × in)
 
     @torch.no_grad()
@@ -100,6 +113,23 @@ class QLoRALinear(LoRALinear):
         self.merged = False
 
 
+@torch.no_grad()
+def merge_to_full_precision(model):
+    """Replace every QLoRALinear by an fp32 nn.Linear holding dequantize(W_NF4) + ΔW: the lecture's
+    inference path ("load the base model in 16-bit and merge the LoRA weights"). No re-quantization,
+    so the outputs stay those of base + LoRA; the model is as large as before quantization."""
+    for name, layer in [(n, m) for n, m in model.named_modules() if isinstance(m, QLoRALinear)]:
+        if layer.merged:
+            raise RuntimeError(f"{name} is already merged into its 4-bit base; unmerge() first")
+        merged = nn.Linear(layer.in_features, layer.out_features, bias=layer.base.bias is not None)
+        merged.weight.copy_(layer.base.weight + layer.delta_weight().float())
+        if layer.base.bias is not None:
+            merged.bias.copy_(layer.base.bias)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, merged.requires_grad_(False))
+    return model
+
+
 def stored_bytes(model):
     """Bytes the model stores: parameters plus persistent buffers (4-bit constants are buffers),
     each tensor counted once (GPT-2 ties its input and output embeddings)."""
@@ -109,28 +139,32 @@ def stored_bytes(model):
 
 # ---------------------------------------------------------------- the real thing: bitsandbytes + peft
 
-def bnb_config(compute_dtype=torch.float32, double_quant=True):
+def bnb_config(compute_dtype=torch.float32, double_quant=True, skip_modules=None):
     """transformers' config for QLoRA. bitsandbytes defaults to fp4 without double quantization:
-    the QLoRA recipe has to ask for nf4 and double quant explicitly."""
+    the QLoRA recipe has to ask for nf4 and double quant explicitly. skip_modules: layers to keep
+    in full precision, e.g. a new classification head (transformers keeps lm_head by itself)."""
     from transformers import BitsAndBytesConfig
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype)
+                              bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype,
+                              llm_int8_skip_modules=skip_modules)
 
 
 def bnb_qlora_model(path, target_modules, r=8, alpha=16, dropout=0.0, compute_dtype=torch.float32,
-                    double_quant=True, model_class=None, task_type="CAUSAL_LM", gradient_checkpointing=False):
+                    double_quant=True, model_class=None, task_type="CAUSAL_LM", gradient_checkpointing=False,
+                    skip_modules=None, **model_kwargs):
     """Load a saved Hugging Face model with its linear layers in bitsandbytes NF4 and add peft LoRA.
 
     Runs on the CPU with bitsandbytes >= 0.49. gradient_checkpointing (peft's default in
     prepare_model_for_kbit_training) saves activation memory at the cost of a second forward.
+    model_kwargs go to from_pretrained (e.g. num_labels=8 for a classifier).
     """
     from transformers import AutoModelForCausalLM
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     model_class = model_class or AutoModelForCausalLM
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model_class.from_pretrained(str(path), quantization_config=bnb_config(compute_dtype, double_quant),
-                                        device_map=device)
+    config = bnb_config(compute_dtype, double_quant, skip_modules)
+    model = model_class.from_pretrained(str(path), quantization_config=config, device_map=device, **model_kwargs)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
-                        task_type=task_type)
-    return get_peft_model(model, config)
+    lora_config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                             task_type=task_type)
+    return get_peft_model(model, lora_config)

@@ -280,14 +280,57 @@ def quantize_fp4(w, blocksize=64, double_quant=False):
 
 # ---------------------------------------------------------------- comparing formats
 
-def quantization_error(w, quantized):
-    """Root-mean-square error of the round trip, relative to the weights' own RMS."""
-    w = w.detach().float()
-    return float((quantized.dequantize(torch.float32) - w).pow(2).mean().sqrt() / w.pow(2).mean().sqrt())
+FORMATS = {"int4": lambda w, blocksize: quantize_absmax(w, 4, blocksize), "fp4": quantize_fp4, "nf4": quantize_nf4}
 
 
-def format_errors(w, blocksize=64):
-    """Relative RMS round-trip error of int4 (absmax), FP4 and NF4 on the same tensor and blocks."""
-    return {"int4": quantization_error(w, quantize_absmax(w, bits=4, blocksize=blocksize)),
-            "fp4": quantization_error(w, quantize_fp4(w, blocksize)),
-            "nf4": quantization_error(w, quantize_nf4(w, blocksize))}
+def as_tensor_list(weights):
+    if torch.is_tensor(weights):
+        return [weights]
+    return list(weights.values()) if isinstance(weights, dict) else list(weights)
+
+
+def relative_error(tensors, quantized):
+    """sqrt(Σ(ŵ − w)² / Σ w²) over matching lists of tensors and their quantized versions."""
+    err = sum(float((q.dequantize(torch.float32) - w.float()).pow(2).sum()) for w, q in zip(tensors, quantized))
+    return (err / sum(float(w.float().pow(2).sum()) for w in tensors)) ** 0.5
+
+
+def quantization_error(weights, quantize):
+    """Relative RMS round-trip error over one tensor or several (a list or a {name: tensor} dict),
+    each quantized on its own by quantize(w) -> an object with .dequantize()."""
+    tensors = as_tensor_list(weights)
+    return relative_error(tensors, [quantize(w) for w in tensors])
+
+
+def format_errors(weights, blocksize=64):
+    """{"int4", "fp4", "nf4"}: relative RMS round-trip error of each 4-bit format, same blocks."""
+    return {name: quantization_error(weights, lambda w: fn(w, blocksize)) for name, fn in FORMATS.items()}
+
+
+def blocksize_sweep(weights, blocksizes=BNB_BLOCKSIZES, double_quant=False):
+    """NF4 at each block size: [(blocksize, overhead bits per weight, relative RMS error)]; the overhead
+    is measured from the stored constants of every tensor, weighted by its size."""
+    tensors = as_tensor_list(weights)
+    n = sum(w.numel() for w in tensors)
+    rows = []
+    for b in blocksizes:
+        quantized = [quantize_nf4(w, b, double_quant) for w in tensors]
+        overhead = sum(q.overhead_bits_per_param() * w.numel() for q, w in zip(quantized, tensors)) / n
+        rows.append((b, overhead, relative_error(tensors, quantized)))
+    return rows
+
+
+def linear_weights(model):
+    """{name: weight} of every nn.Linear / GPT-2 Conv1D in a model, in nn.Linear layout (out × in):
+    the matrices QLoRA stores in 4 bits (embeddings, norms and the output layer stay in 16/32 bits)."""
+    from .base import conv1d_class
+    output_embedding = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out = {}
+    for name, module in model.named_modules():
+        if module is output_embedding:  # GPT-2's lm_head is the (tied) embedding: bitsandbytes keeps it
+            continue
+        if isinstance(module, nn.Linear):
+            out[name] = module.weight.detach()
+        elif isinstance(module, conv1d_class()):
+            out[name] = module.weight.detach().T
+    return out

@@ -8,8 +8,8 @@ from transformers.pytorch_utils import Conv1D
 
 import peftcourse as pc
 from peftcourse.lora import LoRALinear
-from peftcourse.qlora import NF4Linear, QLoRALinear, bnb_qlora_model, stored_bytes
-from peftcourse.quant import quantize_nf4
+from peftcourse.qlora import QLoRALinear, QuantLinear, bnb_qlora_model, merge_to_full_precision, stored_bytes
+from peftcourse.quant import quantize_absmax, quantize_fp4, quantize_nf4
 
 
 def tiny_gpt2(seed=0):
@@ -44,6 +44,16 @@ def test_output_is_dequantized_base_plus_lora(kind, double_quant):
     torch.testing.assert_close(layer.delta_weight(), 2.0 * layer.B @ layer.A)
     torch.testing.assert_close(layer.base_weight(), w_nf4)
     assert not any(isinstance(m, (nn.Linear, Conv1D)) for m in layer.modules())  # the fp32 base is gone
+
+
+@pytest.mark.parametrize("quant_type, quantize", [("fp4", lambda w: quantize_fp4(w, 64)),
+                                                  ("int8", lambda w: quantize_absmax(w, 8, 64))])
+def test_other_formats_of_table_3(quant_type, quantize):
+    base = make_base("linear")
+    w, bias = base.weight.detach().clone(), base.bias.detach().clone()
+    layer = QLoRALinear(base, r=4, alpha=8, quant_type=quant_type, double_quant=False)
+    x = torch.randn(5, 64)
+    torch.testing.assert_close(layer(x), x @ quantize(w).dequantize().T + bias, atol=1e-5, rtol=0)
 
 
 def test_lora_part_is_lora_linear():
@@ -96,6 +106,22 @@ def test_merge_requantizes_and_changes_outputs():
     layer.unmerge()
     with pytest.raises(RuntimeError, match="not merged"):
         layer.unmerge()
+
+
+def test_merge_to_full_precision_keeps_outputs():
+    model = pc.inject(tiny_gpt2(), "qlora", ["c_attn", "c_fc"], r=4, alpha=8)
+    for layer in model.modules():
+        if isinstance(layer, QLoRALinear):
+            with torch.no_grad():
+                layer.B.normal_(std=0.05)
+    ids = torch.randint(0, 100, (2, 8))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        merge_to_full_precision(model)
+        after = model(input_ids=ids).logits
+    assert not any(isinstance(m, QLoRALinear) for m in model.modules())
+    assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 4 + 1  # + lm_head
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=0)
 
 
 def test_inject_qlora_and_adapter_state():
@@ -159,4 +185,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="NaN"):
         QLoRALinear(bad, r=2, alpha=2)
     with pytest.raises(ValueError, match="compute_dtype"):
-        NF4Linear(torch.randn(8, 64), compute_dtype="bf16")
+        QuantLinear(torch.randn(8, 64), compute_dtype="bf16")
+    with pytest.raises(ValueError, match="quant_type"):
+        QLoRALinear(nn.Linear(64, 8), r=2, alpha=2, quant_type="int4")
+    with pytest.raises(ValueError, match="double_quant=False"):
+        QLoRALinear(nn.Linear(64, 8), r=2, alpha=2, quant_type="int8")

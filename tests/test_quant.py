@@ -192,3 +192,18 @@ def test_bad_tensors():
         quantize_absmax(torch.randn(8), bits=9)
     with pytest.raises(ValueError, match="blocksize"):
         quantize_absmax(torch.randn(8), blocksize=0)
+
+
+def test_blocksize_sweep_and_linear_weights():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from peftcourse.quant import blocksize_sweep, linear_weights
+    torch.manual_seed(8)
+    model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=1, n_head=2, vocab_size=100, n_positions=16))
+    ws = linear_weights(model)
+    assert sorted(ws) == ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
+                          "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj"]  # lm_head (tied) left out
+    assert ws["transformer.h.0.attn.c_attn"].shape == (192, 64)  # Conv1D weights in (out, in) layout
+    rows = blocksize_sweep(torch.randn(256, 256), blocksizes=(32, 64, 256))
+    assert [(b, over) for b, over, _ in rows] == [(32, 1.0), (64, 0.5), (256, 0.125)]
+    errors = [err for *_, err in rows]
+    assert errors[0] < errors[1] < errors[2]  # smaller blocks follow the data more closely
