@@ -203,8 +203,27 @@ def step_cost(model, batch, loss_fn=None, repeats=5):
     exactly with saved-tensor hooks, so it is the same on every device; DoRA's undetached norm shows
     up here as an extra out x in matrix per layer (paper §4.3).
     """
+    return compare_step_costs({"model": model}, batch, loss_fn, repeats)["model"]
+
+
+def compare_step_costs(models, batch, loss_fn=None, repeats=5):
+    """step_cost of several models {label: model}, timed in turns (A, B, C, A, B, C, ...) so that
+    a busy machine slows them all alike. Returns {label: {"time_ms", "saved_mb"}}."""
     if not isinstance(repeats, int) or repeats <= 0:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    times = {label: [] for label in models}
+    saved_mb = {}
+    for i in range(repeats + 1):  # the first round warms up and is not timed
+        for label, model in models.items():
+            seconds, saved_mb[label] = measured_step(model, batch, loss_fn)
+            if i:
+                times[label].append(seconds)
+    return {label: {"time_ms": 1000 * statistics.median(times[label]), "saved_mb": saved_mb[label]}
+            for label in models}
+
+
+def measured_step(model, batch, loss_fn):
+    """(seconds, MB of non-parameter tensors saved for backward) of one forward + backward pass."""
     param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved = {}
 
@@ -215,14 +234,10 @@ def step_cost(model, batch, loss_fn=None, repeats=5):
         return t
 
     model.train()
-    times = []
-    for i in range(repeats + 1):  # the first step warms up and is not timed
-        saved.clear()
-        start = time.perf_counter()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = compute_loss(model, batch, loss_fn)
-        loss.backward()
-        if i:
-            times.append(time.perf_counter() - start)
-        model.zero_grad(set_to_none=True)
-    return {"time_ms": 1000 * statistics.median(times), "saved_mb": sum(saved.values()) / 2**20}
+    start = time.perf_counter()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = compute_loss(model, batch, loss_fn)
+    loss.backward()
+    seconds = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    return seconds, sum(saved.values()) / 2**20

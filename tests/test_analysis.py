@@ -136,3 +136,17 @@ def test_plot_decomposition_runs_on_a_layer():
     W = torch.randn(12, 8)
     axes = analysis.plot_decomposition(W, "test")
     assert len(axes) == 3 and axes[0].get_lines()[0].get_ydata().shape == (12,)
+
+
+def test_compare_step_costs_counts_saved_activations():
+    torch.manual_seed(0)
+    small, wide = nn.Sequential(nn.Linear(8, 4)), nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 4))
+    batch = (torch.randn(16, 8), torch.randn(16, 4))
+    costs = analysis.compare_step_costs({"small": small, "wide": wide}, batch,
+                                        loss_fn=nn.functional.mse_loss, repeats=2)
+    assert set(costs) == {"small", "wide"} and all(c["time_ms"] > 0 for c in costs.values())
+    # the wide net keeps its 16 x 64 hidden activation (at least once) for backward; parameters are not counted
+    assert costs["wide"]["saved_mb"] - costs["small"]["saved_mb"] >= 16 * 64 * 4 / 2**20
+    assert costs["small"]["saved_mb"] < 8 * 4 * 4 / 2**20 + 16 * 8 * 4 / 2**20 + 16 * 4 * 8 / 2**20
+    with pytest.raises(ValueError, match="repeats"):
+        analysis.compare_step_costs({"small": small}, batch, repeats=0)
