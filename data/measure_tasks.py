@@ -42,9 +42,9 @@ def arithmetic_task():
     model, tok = models.load_tinygpt()
     train_set, test_set = data.arithmetic(budget(3000, 64), budget(200, 16))
     before = data.evaluate_generation(model, tok, test_set)
-    steps = budget(400, 3)
+    steps = budget(1200, 3)
     h = train(model, data.generation_batches(tok, train_set, batch_size=32), steps=steps, lr=1e-3,
-              schedule="cosine", warmup=20, progress=False)
+              schedule="cosine", warmup=40, progress=False)
     after = data.evaluate_generation(model, tok, test_set)
     return {"task": f"arithmetic 2-digit a+b ({len(train_set)} train / {len(test_set)} test), TinyGPT",
             "metric": "exact (test)", "untuned": before, "fine_tuned": after, "steps": steps, "train_s": h.wall_time}
