@@ -121,7 +121,8 @@ def merge_to_full_precision(model):
     for name, layer in [(n, m) for n, m in model.named_modules() if isinstance(m, QLoRALinear)]:
         if layer.merged:
             raise RuntimeError(f"{name} is already merged into its 4-bit base; unmerge() first")
-        merged = nn.Linear(layer.in_features, layer.out_features, bias=layer.base.bias is not None)
+        merged = nn.Linear(layer.in_features, layer.out_features, bias=layer.base.bias is not None,
+                           device=layer.A.device)
         merged.weight.copy_(layer.base.weight + layer.delta_weight().float())
         if layer.base.bias is not None:
             merged.bias.copy_(layer.base.bias)
@@ -151,17 +152,18 @@ def bnb_config(compute_dtype=torch.float32, double_quant=True, skip_modules=None
 
 def bnb_qlora_model(path, target_modules, r=8, alpha=16, dropout=0.0, compute_dtype=torch.float32,
                     double_quant=True, model_class=None, task_type="CAUSAL_LM", gradient_checkpointing=False,
-                    skip_modules=None, **model_kwargs):
+                    skip_modules=None, device=None, **model_kwargs):
     """Load a saved Hugging Face model with its linear layers in bitsandbytes NF4 and add peft LoRA.
 
     Runs on the CPU with bitsandbytes >= 0.49. gradient_checkpointing (peft's default in
     prepare_model_for_kbit_training) saves activation memory at the cost of a second forward.
-    model_kwargs go to from_pretrained (e.g. num_labels=8 for a classifier).
+    device: "cpu" or "cuda" (default: cuda when there is one). model_kwargs go to from_pretrained
+    (e.g. num_labels=8 for a classifier).
     """
     from transformers import AutoModelForCausalLM
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     model_class = model_class or AutoModelForCausalLM
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = bnb_config(compute_dtype, double_quant, skip_modules)
     model = model_class.from_pretrained(str(path), quantization_config=config, device_map=device, **model_kwargs)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)

@@ -149,7 +149,7 @@ def saved_tiny(tmp_path_factory):
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_from_scratch_equals_bitsandbytes_peft(saved_tiny, double_quant):
     targets = ["c_attn", "c_proj", "c_fc"]
-    ref = bnb_qlora_model(saved_tiny, targets, r=4, alpha=8, double_quant=double_quant).eval()
+    ref = bnb_qlora_model(saved_tiny, targets, r=4, alpha=8, double_quant=double_quant, device="cpu").eval()
     ours = pc.inject(tiny_gpt2(), "qlora", targets, r=4, alpha=8, double_quant=double_quant)
     assert pc.trainable_report(ours) == _peft_line(ref)  # 4-bit weights count 2 per byte in both
     import bitsandbytes.functional as bnbF
