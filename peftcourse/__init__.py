@@ -14,6 +14,7 @@ def show(obj):
 
     The notebooks teach this code rather than a re-typed copy of it, so what students read is what runs.
     """
+    obj = inspect.unwrap(obj)  # decorated functions (e.g. @torch.no_grad()) show their own source
     try:
         source = inspect.getsource(obj)
         where = inspect.getsourcefile(obj)

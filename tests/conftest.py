@@ -7,3 +7,5 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# idle OpenMP threads sleep instead of spinning: bitsandbytes' CPU kernels slow down badly otherwise
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
