@@ -18,6 +18,8 @@ wrapping those projections, because both architectures add the residual after th
     each sublayer there, so "before the residual" is the whole requirement).
 The only difference: the adapter runs before the sublayer's dropout rather than after it.
 """
+import re
+
 from torch import nn
 
 from .base import PEFTModule, check_positive_int, linear_dims
@@ -101,3 +103,21 @@ def add_adapters(model, bottleneck, modules_to_save=None, activation="gelu"):
     check_bottleneck(model.config.hidden_size, bottleneck)  # before inject() freezes anything
     return inject(model, SeriesAdapter, HOULSBY_TARGETS[model_type], modules_to_save=modules_to_save,
                   bottleneck=bottleneck, activation=activation)
+
+
+def freeze_all_but_top(model, k, head=("pooler", "classifier")):
+    """Top-layer fine-tuning, the baseline of Houlsby et al. Fig. 1: train only the last k transformer
+    blocks and the head (k=0: the head alone, on frozen features). Works for BERT and GPT-2 names."""
+    n_layers = model.config.num_hidden_layers
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n_layers:
+        raise ValueError(f"k must be an int in [0, {n_layers}] (the number of top blocks to train), got {k!r}")
+    head = (head,) if isinstance(head, str) else tuple(head)
+    block = re.compile(r"(?:^|\.)(?:layer|h)\.(\d+)\.")  # encoder.layer.N. (BERT) or transformer.h.N. (GPT-2)
+    for name, p in model.named_parameters():
+        found = block.search(name)
+        in_top = found is not None and int(found.group(1)) >= n_layers - k
+        in_head = any(name == h or name.startswith(h + ".") or f".{h}." in name for h in head)
+        p.requires_grad_(in_top or in_head)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"nothing left to train: no parameter matches head={head!r} and k=0")
+    return model

@@ -6,7 +6,8 @@ from torch import nn
 from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 
 from peftcourse import load_adapter, save_adapter, train, trainable_report
-from peftcourse.adapters import BottleneckAdapter, SeriesAdapter, adapter_param_count, add_adapters
+from peftcourse.adapters import (BottleneckAdapter, SeriesAdapter, adapter_param_count, add_adapters,
+                                 freeze_all_but_top)
 from peftcourse.inject import adapter_state_dict, inject
 
 
@@ -158,3 +159,26 @@ def test_unknown_architecture_and_activation():
         add_adapters(nn.Sequential(nn.Linear(4, 4)), 2)
     with pytest.raises(ValueError, match="activation"):
         BottleneckAdapter(64, 8, activation="swishy")
+
+
+def test_freeze_all_but_top_trains_only_the_top_blocks_and_head():
+    from transformers import BertForSequenceClassification
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128,
+                     vocab_size=100, num_labels=4)
+    model = BertForSequenceClassification(cfg)
+    freeze_all_but_top(model, 1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("bert.encoder.layer.2.", "bert.pooler.", "classifier.")) for n in trainable)
+    assert any(n.startswith("bert.encoder.layer.2.") for n in trainable)
+    freeze_all_but_top(model, 0)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        "bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    freeze_all_but_top(model, 3)
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("bert.embeddings."))
+    gpt = tiny_gpt2()
+    freeze_all_but_top(gpt, 1, head="ln_f")  # a single name works too
+    assert {n.split(".")[2] for n, p in gpt.named_parameters() if p.requires_grad and ".h." in n} == {"1"}
+    for bad in (-1, 4, 1.0, True):
+        with pytest.raises(ValueError, match="k must be"):
+            freeze_all_but_top(model, bad)
