@@ -18,8 +18,8 @@ Multi-SBoRA (lecture: "Summary of SBoRA") is not in the reference code: `inject_
 import torch
 from torch import nn
 
-from .base import AdapterLayer, check_positive_int, linear_dims
-from .inject import adapter_layers, inject
+from .base import AdapterLayer, check_positive_int, conv1d_class, linear_dims
+from .inject import adapter_layers, inject, name_matches
 
 VARIANTS = ("FA", "FB")
 
@@ -127,6 +127,31 @@ class SBoRALinear(AdapterLayer):
         return f"{super().extra_repr()}, variant={self.variant}, r={self.r}, alpha={self.alpha}"
 
 
+def rank_for_budget(model, target_modules, variant, n_params):
+    """The SBoRA rank whose trainable count over the target layers comes closest to n_params.
+
+    To compare with LoRA at equal cost: per layer LoRA trains (in + out)·r, SBoRA-FA out·r, SBoRA-FB in·r.
+    """
+    kinds = (nn.Linear, conv1d_class())
+    dims = [linear_dims(m) for n, m in model.named_modules()
+            if n and name_matches(n, target_modules) and isinstance(m, kinds)]
+    if not dims:
+        raise ValueError(f"target_modules={target_modules!r} matches no nn.Linear/Conv1D layer of the model")
+    fa = variant_upper(variant) == "FA"
+    per_rank = sum(n_out if fa else n_in for n_in, n_out, _ in dims)  # trainable weights per unit of rank
+    r = max(1, round(n_params / per_rank))
+    limit = min(n_in if fa else n_out for n_in, n_out, _ in dims)
+    if r > limit:
+        raise ValueError(f"{n_params:,} parameters need r={r}, more than the smallest layer allows ({limit})")
+    return r
+
+
+def variant_upper(variant):
+    if not isinstance(variant, str) or variant.upper() not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: use 'FA' or 'FB'")
+    return variant.upper()
+
+
 # ---- Multi-SBoRA: several tasks in disjoint regions of one model (the course's reconstruction) ----
 
 def task_indices(dim, r, task, n_tasks, generator):
@@ -157,9 +182,7 @@ def inject_task(model, target_modules, task, n_tasks, r, alpha, variant="FA", se
 def base_dim(base, variant):
     """Input features for FA, output features for FB, of an nn.Linear or Conv1D."""
     n_in, n_out, _ = linear_dims(base)
-    if not isinstance(variant, str) or variant.upper() not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}: use 'FA' or 'FB'")
-    return n_in if variant.upper() == "FA" else n_out
+    return n_in if variant_upper(variant) == "FA" else n_out
 
 
 @torch.no_grad()
@@ -192,3 +215,11 @@ def merge_tasks(model, task_models):
                 delta = layer.delta_weight().detach().to(target.weight.dtype)
                 target.weight += delta.T if layer.fan_in_fan_out else delta
     return model
+
+
+# The lecture's tables (paper Tables: commonsense and arithmetic reasoning), LLaMA-7B at r = 32:
+# (method, trainable parameters, average accuracy %). SBoRA trains half of LoRA's parameters.
+PAPER_LLAMA7B_R32 = {
+    "commonsense reasoning": (("LoRA", "56.1M", 72.8), ("SBoRA-FA", "28.0M", 71.7), ("SBoRA-FB", "28.0M", 64.9)),
+    "arithmetic reasoning": (("LoRA", "56.1M", 59.3), ("SBoRA-FA", "28.0M", 58.9), ("SBoRA-FB", "28.0M", 56.1)),
+}
