@@ -77,7 +77,8 @@ def scatter_tradeoff(points, x="trainable params", y="accuracy", ax=None, logx=T
 
 
 def plot_matrices(matrices, ncols=None, cmap="RdBu_r", size=2.6, suptitle=None):
-    """Heatmaps side by side, {title: 2-D tensor or array}; each on a colour scale symmetric around 0 (white)."""
+    """Heatmaps side by side, {title: 2-D tensor or array}; each on a colour scale symmetric around 0 (white),
+    clipped at the 99th percentile of its nonzero magnitudes."""
     import numpy as np
     if not matrices:
         raise ValueError("plot_matrices needs at least one {title: matrix} entry")
@@ -88,7 +89,8 @@ def plot_matrices(matrices, ncols=None, cmap="RdBu_r", size=2.6, suptitle=None):
         m = np.asarray(m.detach().float().cpu() if hasattr(m, "detach") else m, dtype=float)
         if m.ndim != 2:
             raise ValueError(f"{title!r} is not a matrix (shape {m.shape})")
-        v = float(np.abs(m).max()) or 1.0
+        nonzero = np.abs(m[m != 0])
+        v = float(np.quantile(nonzero, 0.99)) if nonzero.size else 1.0  # a few outliers must not wash out the rest
         ax.imshow(m, cmap=cmap, vmin=-v, vmax=v, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
