@@ -17,7 +17,8 @@ decompress functions have no weights (lecture: "Non-Parameterized Compress and D
 Types 1 and 6 are the reference code's (kongds/MoRA, a patch of peft's LoRA layer; its default is
 type 1, the paper uses 1 for large r and 6 for small r). "truncation" and "decoupling" are the
 paper's other operators (§3); the reference code has no type for them: they are here for teaching.
-Padding wraps around cyclically, so r̂ >= in_features works (the reference's merge fails there).
+Padding wraps around cyclically, so r̂ >= in_features works (there the reference's merge fails, and
+its forward too once r̂ > 2·in_features).
 """
 import math
 
