@@ -1,19 +1,18 @@
-"""Benchmark: one DoRA training step (forward, backward, AdamW) with peftcourse's DoRALinear vs peft's use_dora=True.
+"""Benchmark: one DoRA training step (forward and backward) with peftcourse's DoRALinear vs peft's use_dora=True.
 
-Same model, targets, rank, batch; the two are timed alternately and the medians compared.
+Same model, targets, rank, batch; the two are timed in turns (analysis.compare_step_costs) and the medians
+compared. The optimizer step is left out: both update the same number of weights.
 Target: ours / peft <= 1.15.   Run:  python3 tests/bench_dora.py [--steps N]
 """
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from peftcourse import inject
-from peftcourse.analysis import step_cost
+from peftcourse.analysis import compare_step_costs
 
 TARGETS = ["c_attn", "c_fc"]
 
@@ -27,17 +26,6 @@ def make_models(n_embd, n_layer, r):
     theirs = get_peft_model(copy.deepcopy(model), LoraConfig(r=r, lora_alpha=2 * r, target_modules=TARGETS,
                                                              fan_in_fan_out=True, use_dora=True))
     return ours, theirs
-
-
-def stepper(model, batch):
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step():
-        loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
 
 
 def main():
@@ -54,22 +42,13 @@ def main():
     ours, theirs = make_models(args.n_embd, args.n_layer, args.r)
     ids = torch.randint(0, 2000, (args.batch, args.seq), generator=torch.Generator().manual_seed(1))
     batch = {"input_ids": ids, "labels": ids}
-    steps = {"peftcourse": stepper(ours, batch), "peft": stepper(theirs, batch)}
-    times = {k: [] for k in steps}
-    for name, step in steps.items():  # warm-up
-        step()
-    for _ in range(args.steps):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    cost = compare_step_costs({"peftcourse": ours, "peft": theirs}, batch, repeats=args.steps)
+    med = {k: v["time_ms"] for k, v in cost.items()}
     print(f"GPT-2 n_embd={args.n_embd} n_layer={args.n_layer}, DoRA r={args.r} on {TARGETS}, "
           f"batch {args.batch}x{args.seq}, {args.steps} steps, torch threads {torch.get_num_threads()}")
     for k, v in med.items():
         print(f"  {k:<10} median step {v:8.2f} ms")
-    saved = {k: step_cost(m, batch, repeats=1)["saved_mb"] for k, m in (("peftcourse", ours), ("peft", theirs))}
-    print("  activation memory kept for backward: " + ", ".join(f"{k} {v:.1f} MB" for k, v in saved.items()))
+    print("  activation memory kept for backward: " + ", ".join(f"{k} {v['saved_mb']:.1f} MB" for k, v in cost.items()))
     ratio = med["peftcourse"] / med["peft"]
     print(f"ratio peftcourse / peft = {ratio:.3f}  (target <= 1.15: {'OK' if ratio <= 1.15 else 'MISSED'})")
 
