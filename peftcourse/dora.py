@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .inject import name_matches
 from .lora import LoRALinear
 
 
@@ -107,6 +108,26 @@ def copy_to_peft(model, peft_model, adapter_name="default"):
     if not copied:
         raise ValueError("the model has no DoRALinear layer to copy: inject(model, 'dora', ...) first")
     return copied
+
+
+def magnitude_only(model, target_modules):
+    """Freeze the direction (A, B) of the matching DoRA layers, so that only their magnitude m trains.
+
+    The paper's Table 6 row "m: QKVOGUD, V: QKV" trains m in every layer but the direction only in
+    Q, K, V. With B still at zero such a layer computes m ⊙ W0 / ‖W0‖. Returns the names it froze.
+    """
+    frozen = []
+    for name, layer in model.named_modules():
+        if isinstance(layer, DoRALinear) and name_matches(name, target_modules):
+            if layer.merged:
+                raise ValueError(f"{name} is merged: unmerge() it before choosing what trains")
+            layer.A.requires_grad_(False)
+            layer.B.requires_grad_(False)
+            frozen.append(name)
+    if not frozen:
+        raise ValueError(f"no DoRA layer matches {target_modules!r}: inject(model, 'dora', ...) first, "
+                         "then name some of its adapted layers")
+    return frozen
 
 
 class OutputNormLoRALinear(LoRALinear):

@@ -8,7 +8,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from peftcourse import inject
-from peftcourse.dora import DoRALinear, OutputNormLoRALinear, copy_to_peft
+from peftcourse.dora import DoRALinear, OutputNormLoRALinear, copy_to_peft, magnitude_only
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -238,3 +238,24 @@ def test_keeps_no_more_for_backward_than_peft():
     ours = step_cost(ours_model, batch, repeats=1)["saved_mb"]
     theirs = step_cost(peft_model, batch, repeats=1)["saved_mb"]
     assert ours <= theirs
+
+
+def test_magnitude_only_trains_m_alone_and_scales_the_base_rows():
+    # paper Table 6, "m: QKVOGUD, V: QKV": direction trained in c_attn only, magnitudes everywhere
+    model = inject(tiny_gpt2(), "dora", ["c_attn", "c_proj", "c_fc"], r=4, alpha=8)
+    frozen = magnitude_only(model, ["attn.c_proj", "c_fc", "mlp.c_proj"])
+    assert frozen == [f"transformer.h.{i}.{n}" for i in range(2) for n in ("attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    layer = model.get_submodule("transformer.h.0.mlp.c_fc")
+    assert [n for n, p in layer.named_parameters() if p.requires_grad] == [
+        n for n, _ in layer.named_parameters() if "magnitude" in n]
+    assert model.get_submodule("transformer.h.0.attn.c_attn").A.requires_grad
+    ids = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0))
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert layer.A.grad is None and layer.B.grad is None and layer.m.grad.abs().sum() > 0
+    with torch.no_grad():   # a trained magnitude only rescales W0's rows: W' = m ⊙ W0 / ‖W0‖
+        layer.m.mul_(torch.linspace(0.5, 1.5, layer.m.numel()))
+    W0 = layer.base_weight()
+    assert torch.allclose(layer.delta_weight() + W0, layer.m[:, None] * W0 / W0.norm(dim=1, keepdim=True), **TOL)
+    with pytest.raises(ValueError, match="no DoRA layer matches"):
+        magnitude_only(model, ["lm_head"])
