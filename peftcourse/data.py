@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .pretrain import DOC_SEP, lm_batches, mean_loss, token_blocks
+from .train import to_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS_DIR = os.path.join(ROOT, "data", "tasks")
@@ -177,6 +178,21 @@ def evaluate_generation(model, tokenizer, examples, metric=exact_match, batch_si
     predictions = generate_answers(model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens, batch_size)
     return metric(predictions, [ex["answer"] for ex in examples])
 
+
+
+@torch.no_grad()
+def answer_loss(model, batches):
+    """Mean cross-entropy on the answers of held-out generation_batches(..., shuffle=False) (their labels
+    mask the prompts), in eval mode: the measure to use while exact match is still near 0."""
+    batches = list(batches)
+    if not batches:
+        raise ValueError("no batches to evaluate: pass generation_batches(tokenizer, test, shuffle=False)")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()  # a model fresh from train() is in train mode: dropout would make the loss noisy
+    losses = [model(**to_device(batch, device)).loss.item() for batch in batches]
+    model.train(was_training)
+    return sum(losses) / len(losses)
 
 # ---------------------------------------------------------------- text classification (MiniLM)
 

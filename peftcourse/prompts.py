@@ -128,4 +128,3 @@ class PrefixTuning(PEFTModule):
         # the cache when it is on in training, which would silently remove the prefix.)
         return self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
                          cache=cache, use_cache=False, **kwargs)
-

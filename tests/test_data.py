@@ -126,6 +126,25 @@ def test_evaluate_generation_on_untrained_model(tiny, tok):
         data.evaluate_generation(tiny, tok, [])
 
 
+
+def test_answer_loss_scores_only_the_answers_in_eval_mode(tok):
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=128,
+                                       resid_pdrop=0.5, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    train, test = data.arithmetic(10, 6)
+    batches = list(data.generation_batches(tok, test, batch_size=3, shuffle=False))
+    model.train()   # as train() leaves it: the helper must switch dropout off, then restore the mode
+    loss = data.answer_loss(model, batches)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        by_hand = sum(model(**b).loss.item() for b in batches) / len(batches)
+    assert loss == pytest.approx(by_hand, rel=1e-6)
+    other_prompts = [{"prompt": "99-1=", "answer": ex["answer"]} for ex in test]   # same answers, new prompts
+    assert data.answer_loss(model, data.generation_batches(tok, other_prompts, batch_size=3, shuffle=False)) != loss
+    with pytest.raises(ValueError, match="no batches"):
+        data.answer_loss(model, [])
+
 # ---- classification, domain text, digits
 
 def test_doc_topics_split():
