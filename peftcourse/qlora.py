@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import linear_dims
-from .lora import LoRALinear
+from . import validate
+from .base import conv1d_class, linear_dims
+from .lora import LoRALinear, check_lora_args
 from .quant import quantize_absmax, quantize_fp4, quantize_nf4
 
 
@@ -47,9 +48,14 @@ class QuantLinear(nn.Module):
     Linear4bit). weight: (out, in); compute_dtype: the dtype the matmul runs in (bf16 in the paper;
     fp32 is the fast choice on most CPUs)."""
 
+    linear_layout = True  # in_features, out_features and weight (out, in) as nn.Linear: adapters may wrap it
+
     def __init__(self, weight, bias=None, quant_type="nf4", blocksize=64, double_quant=True,
                  compute_dtype=torch.float32):
         super().__init__()
+        validate.tensor("weight", weight, dims=2)
+        if bias is not None:
+            validate.tensor("bias", bias, dims=1)
         if not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
             raise ValueError(f"compute_dtype must be a torch floating dtype (torch.float32, torch.bfloat16), got {compute_dtype!r}")
         self.out_features, self.in_features = weight.shape
@@ -89,28 +95,25 @@ class QLoRALinear(LoRALinear):
 
     def __init__(self, base, r=8, alpha=8, dropout=0.0, rslora=False, adapter_name="default",
                  quant_type="nf4", blocksize=64, double_quant=True, compute_dtype=torch.float32):
-        linear_dims(base)  # an nn.Linear or Conv1D, checked before anything is quantized
-        super().__init__(base, r, alpha, dropout, rslora, adapter_name)  # A, B, scaling: LoRA's own init
-        bias = getattr(base, "bias", None)
-        self.base = QuantLinear(self.base_weight(), bias, quant_type, blocksize, double_quant, compute_dtype)
-        self.fan_in_fan_out = False  # the NF4 copy is stored in nn.Linear layout (out × in)
+        n_in, n_out, _ = linear_dims(base)  # an nn.Linear or Conv1D, checked before anything is quantized
+        check_lora_args(r, alpha, dropout, rslora, n_in, n_out)
+        validate.flag("double_quant", double_quant)
+        weight = base.weight.T if isinstance(base, conv1d_class()) else base.weight
+        # the NF4 copy, in nn.Linear layout (out × in), is the layer's base: the caller's full-precision
+        # layer is only read, never frozen or changed
+        quantized = QuantLinear(weight, getattr(base, "bias", None), quant_type, blocksize, double_quant, compute_dtype)
+        super().__init__(quantized, r, alpha, dropout, rslora, adapter_name)  # A, B, scaling: LoRA's own init
+
+    def config(self):
+        q = self.base
+        return {**super().config(), "quant_type": q.quant_type, "blocksize": q.blocksize, "double_quant": q.double_quant}
 
     @torch.no_grad()
-    def merge(self):
-        """W_NF4 <- quantize(dequantize(W_NF4) + ΔW): the sum is rounded to NF4 again, so the merged
-        layer's outputs differ from base + LoRA (peft warns about this too)."""
-        if self.merged:
-            raise RuntimeError("this layer is already merged; unmerge() first (merging twice would add ΔW twice)")
-        self.base.requantize(self.base.weight + self.delta_weight().float())
-        self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self):
-        """Subtract ΔW and re-quantize: a third rounding, so the original 4-bit weight is not restored exactly."""
-        if not self.merged:
-            raise RuntimeError("this layer is not merged; there is nothing to unmerge")
-        self.base.requantize(self.base.weight - self.delta_weight().float())
-        self.merged = False
+    def add_to_base(self, delta):
+        """The merge hook: W_NF4 <- quantize(dequantize(W_NF4) + ΔW). The sum is rounded to NF4 again, so
+        the merged layer's outputs differ from base + LoRA (peft warns about this too), and unmerge()
+        (ΔW subtracted, a third rounding) does not restore the original 4-bit weight exactly."""
+        self.base.requantize(self.base.weight + delta.float())
 
 
 @torch.no_grad()
@@ -118,9 +121,13 @@ def merge_to_full_precision(model):
     """Replace every QLoRALinear by an fp32 nn.Linear holding dequantize(W_NF4) + ΔW: the lecture's
     inference path ("load the base model in 16-bit and merge the LoRA weights"). No re-quantization,
     so the outputs stay those of base + LoRA; the model is as large as before quantization."""
-    for name, layer in [(n, m) for n, m in model.named_modules() if isinstance(m, QLoRALinear)]:
-        if layer.merged:
-            raise RuntimeError(f"{name} is already merged into its 4-bit base; unmerge() first")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, QLoRALinear)]
+    if not layers:
+        raise ValueError("the model has no QLoRALinear layer: inject(model, 'qlora', ...) first")
+    merged = [name for name, layer in layers if layer.merged]  # checked for all before the first is replaced
+    if merged:
+        raise RuntimeError(f"{merged[0]} is already merged into its 4-bit base; unmerge() first")
+    for name, layer in layers:
         merged = nn.Linear(layer.in_features, layer.out_features, bias=layer.base.bias is not None,
                            device=layer.A.device)
         merged.weight.copy_(layer.base.weight + layer.delta_weight().float())
@@ -167,6 +174,31 @@ def bnb_qlora_model(path, target_modules, r=8, alpha=16, dropout=0.0, compute_dt
     config = bnb_config(compute_dtype, double_quant, skip_modules)
     model = model_class.from_pretrained(str(path), quantization_config=config, device_map=device, **model_kwargs)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    keep_training_layout(model)
     lora_config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                              task_type=task_type)
     return get_peft_model(model, lora_config)
+
+
+@torch.no_grad()
+def keep_training_layout(model):
+    """Keep every bitsandbytes Linear4bit of `model` in the layout it trains in; returns how many.
+
+    Why: on CPUs with AVX-512 BF16 (Intel Sapphire Rapids, AMD Zen 4, ...), bitsandbytes 0.50's
+    Linear4bit.forward repacks its weight into an inference-only layout the first time it runs in
+    eval mode on an input without grad, and leaves it repacked. A course measures the model
+    before training it, so the training steps would then run through the inference kernel
+    (an in-place autograd error with a bias, different logits without). Switching the repack off
+    per layer makes the layer behave the same on every CPU. Call it before the first forward:
+    bitsandbytes' inverse of the repack is only best-effort, so a repacked layer is refused.
+    """
+    import bitsandbytes as bnb
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
+    repacked = [n for n, m in layers if getattr(m.weight.quant_state, "packing_format_for_cpu", False)]
+    if repacked:
+        raise RuntimeError(f"{len(repacked)} Linear4bit layer(s) (first: {repacked[0]}) were already repacked into "
+                           "bitsandbytes' CPU inference layout by an eval-mode forward; reload the model and call "
+                           "keep_training_layout() before running it")
+    for _, layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)

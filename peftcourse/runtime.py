@@ -109,6 +109,20 @@ def bnb_4bit_available():
         return False
 
 
+def bnb_cpu_kernels():
+    """Which of bitsandbytes' CPU code paths this machine takes (they differ from CPU to CPU).
+
+    avx512_dequant: the native AVX-512 dequantize_4bit kernel (chosen when torch's CPU capability is
+        AVX512); in bitsandbytes 0.50 it scales values by the wrong block's absmax when a row's length
+        is not a multiple of the block size (notebook 06 shows it; upstream PRs #1828, #2072).
+    avx512_bf16: the fused inference path; Linear4bit repacks its weight for it in eval mode
+        (peftcourse.qlora.keep_training_layout switches that off for the course's layers).
+    """
+    import bitsandbytes.functional as bnbf
+    return {"avx512_dequant": torch.backends.cpu.get_cpu_capability() == "AVX512",
+            "avx512_bf16": bool(bnbf.has_avx512bf16())}
+
+
 def online():
     """Whether the Hugging Face hub could be reached: False when HF_HUB_OFFLINE is set or its name
     does not resolve. Only a DNS lookup; no request is sent."""

@@ -8,7 +8,8 @@ from transformers.pytorch_utils import Conv1D
 
 import peftcourse as pc
 from peftcourse.lora import LoRALinear
-from peftcourse.qlora import QLoRALinear, QuantLinear, bnb_qlora_model, merge_to_full_precision, stored_bytes
+from peftcourse.qlora import (QLoRALinear, QuantLinear, bnb_qlora_model, keep_training_layout, merge_to_full_precision,
+                              stored_bytes)
 from peftcourse.quant import quantize_absmax, quantize_fp4, quantize_nf4
 
 
@@ -163,6 +164,38 @@ def test_from_scratch_equals_bitsandbytes_peft(saved_tiny, double_quant):
     with torch.no_grad():  # B = 0 in both: the quantized base models alone
         tol = 1e-4 if not double_quant else 5e-2
         torch.testing.assert_close(ours(input_ids=ids).logits, ref(input_ids=ids).logits, atol=tol, rtol=0)
+
+
+def test_bnb_layers_never_switch_to_the_cpu_inference_layout(saved_tiny):
+    """On CPUs with AVX-512 BF16, bitsandbytes repacks a Linear4bit for inference on its first eval-mode,
+    no-grad forward; the loader switches that off for every layer it builds, whatever CPU runs this."""
+    import bitsandbytes as bnb
+    model = bnb_qlora_model(saved_tiny, ["c_attn", "c_proj", "c_fc"], r=4, alpha=8, device="cpu")
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(layers) == 8 and not any(m.support_avx512bf16_for_cpu for m in layers)
+    ids = torch.randint(0, 100, (2, 8))
+    model.eval()
+    with torch.no_grad():
+        before = model(input_ids=ids).logits   # what a notebook does first: measure the base model
+    assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()   # then train: the training kernel, with a bias
+    grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, before, atol=0, rtol=0)  # B = 0 still
+
+
+def test_keep_training_layout_refuses_a_repacked_layer():
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+    model = nn.Sequential(bnb.nn.Linear4bit(64, 64, quant_type="nf4", compute_dtype=torch.float32).to("cpu"))
+    assert keep_training_layout(model) == 1 and model[0].support_avx512bf16_for_cpu is False
+    layer = model[0]
+    layer.weight.data, layer.weight.quant_state = _convert_weight_packed_for_cpu(layer.weight.data, layer.weight.quant_state)
+    with pytest.raises(RuntimeError, match="already repacked.*reload the model"):
+        keep_training_layout(model)
 
 
 def _peft_line(model):

@@ -4,6 +4,7 @@ import pytest
 import torch
 import bitsandbytes.functional as bnbF
 
+from peftcourse.runtime import bnb_cpu_kernels
 from peftcourse.quant import (DQ_BLOCKSIZE, dynamic_code, format_errors, fp4_code, nf4_code, nf4_code_lecture,
                               nf4_steps, quantize_absmax, quantize_fp4, quantize_nf4)
 
@@ -64,7 +65,33 @@ def test_nf4_indices_and_values_equal_bitsandbytes(shape, blocksize):
     assert torch.equal(ours.dequantize(), expected)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+# bitsandbytes 0.50's native AVX-512 dequantize_4bit kernel (taken when torch's CPU capability is AVX512)
+# scales values by another block's absmax when a row is not a multiple of the block size (64 x 96 here).
+# A known upstream defect: recorded where that kernel runs, strict so that a fixed release shows up.
+AVX512_DEQUANT_DEFECT = pytest.mark.xfail(
+    bnb_cpu_kernels()["avx512_dequant"], strict=True,
+    reason="bitsandbytes 0.50 AVX-512 dequantize_4bit uses the wrong absmax when a row is not a multiple "
+           "of the block size (upstream PRs #1828, #2072)")
+
+
+def test_dequantize_follows_the_definition_of_blockwise_nf4():
+    """The oracle that does not depend on bitsandbytes: value = code[index] x absmax of its block,
+    blocks of 64 over the flattened tensor, index = nearest code to value / absmax."""
+    torch.manual_seed(1)
+    for shape in [(64, 96), (64, 64), (96, 64), (3, 4, 50)]:
+        w = torch.randn(shape)
+        flat = w.flatten()
+        blocks = torch.arange(flat.numel()) // 64
+        absmax = torch.zeros(int(blocks.max()) + 1).index_reduce_(0, blocks, flat.abs(), "amax")
+        nearest = (flat[:, None] / absmax[blocks, None] - nf4_code()).abs().argmin(dim=1)
+        expected = (nf4_code()[nearest] * absmax[blocks]).view(shape)
+        assert torch.equal(quantize_nf4(w).dequantize(), expected)
+
+
+@pytest.mark.parametrize("dtype", [
+    pytest.param(torch.float32, marks=AVX512_DEQUANT_DEFECT),
+    pytest.param(torch.float16, marks=AVX512_DEQUANT_DEFECT),
+    pytest.param(torch.bfloat16, marks=AVX512_DEQUANT_DEFECT)])
 def test_half_precision_inputs_match_bitsandbytes(dtype):
     torch.manual_seed(1)
     w = torch.randn(64, 96).to(dtype)
