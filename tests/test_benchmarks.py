@@ -52,3 +52,18 @@ def test_bench_lora_counts_like_peft_and_returns_a_ratio(capsys):
 def test_bench_quant_runs_and_returns_an_exit_code(monkeypatch, capsys):
     code, out = run_main(monkeypatch, capsys, "bench_quant", ["--size", "256", "--repeats", "1"])
     assert code in (0, 1) and "worst quantize ratio" in out
+
+
+def test_bench_notebooks_measures_time_and_peak_memory(tmp_path, capsys):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = bytearray(64 * 2**20)\nprint(len(x))")])
+    path = tmp_path / "00_toy.ipynb"
+    nbformat.write(nb, path)
+    bench = load("bench_notebooks")
+    result = bench.run_notebook(str(path), fast=True, write=True)
+    assert result["peak_mb"] >= 64 and result["wall_s"] > 0   # the 64 MiB allocation was seen
+    assert nbformat.read(path, as_version=4).cells[0].outputs[0]["text"].strip() == str(64 * 2**20)
+    assert bench.main([str(path), "--fast", "--json", str(tmp_path / "r.json")]) == 0
+    assert "00_toy.ipynb" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main([str(tmp_path / "missing.ipynb")])
