@@ -1,29 +1,113 @@
-"""The course's one plotting style and the figures several notebooks share."""
-import matplotlib.pyplot as plt
+"""The course's one plotting style and the figures several notebooks share.
 
-COLORS = {  # one colour per method, the same in every notebook
-    "full FT": "#444444", "top-layer": "#8c564b", "feature-based": "#bcbd22", "adapter": "#9467bd",
-    "prompt": "#e377c2", "prefix": "#f7b6d2", "LoRA": "#1f77b4", "QLoRA": "#17becf", "DoRA": "#ff7f0e",
-    "MoRA": "#2ca02c", "SBoRA-FA": "#d62728", "SBoRA-FB": "#ff9896", "peft": "#7f7f7f",
+Colours: one per method from colour-blind-safe palettes (Okabe & Ito 2008; Tol's "muted" for the
+methods beyond its eight), each with its own marker, so that methods stay apart in grey print too.
+Variants of one method in one plot (LoRA r=1 / r=8, four MoRA types) keep the method's hue but get
+shades, line styles and markers of their own: `styles(labels)`. Legends go beside the data (`legend`),
+and compared values go on an axis that shows their differences (`plot_values`: dots, not bars from 0).
+"""
+import matplotlib.pyplot as plt
+from matplotlib.colors import to_hex, to_rgb
+
+COLORS = {  # one colour per method, the same in every notebook and diagram
+    "full FT": "#000000", "top-layer": "#999933", "feature-based": "#88CCEE", "adapter": "#CC79A7",
+    "prompt": "#882255", "prefix": "#DDCC77", "LoRA": "#0072B2", "QLoRA": "#56B4E9", "DoRA": "#E69F00",
+    "MoRA": "#009E73", "SBoRA-FA": "#D55E00", "SBoRA-FB": "#332288", "peft": "#777777",
 }
+MARKERS = {
+    "full FT": "s", "top-layer": "v", "feature-based": "^", "adapter": "D", "prompt": "P", "prefix": "X",
+    "LoRA": "o", "QLoRA": "h", "DoRA": "d", "MoRA": "p", "SBoRA-FA": ">", "SBoRA-FB": "<", "peft": "x",
+}
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+VARIANT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+FROZEN = "#BBBBBB"  # frozen weights in diagrams and plots
 
 
 def style():
     plt.rcParams.update({
         "figure.figsize": (6.4, 3.6), "figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3,
         "axes.spines.top": False, "axes.spines.right": False, "font.size": 10, "legend.frameon": False,
+        "axes.prop_cycle": plt.cycler(color=["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
+                                             "#56B4E9", "#882255", "#999933", "#332288", "#000000"]),
     })
 
 
 style()
 
 
-def color(label):
-    """The method's colour when the label starts with a known method name, else matplotlib's cycle."""
+def method_of(label):
+    """The known method a label starts with ("LoRA r=8" -> "LoRA"; "QLoRA NF4" -> "QLoRA"), else None."""
     for name in sorted(COLORS, key=len, reverse=True):
         if str(label).startswith(name):
-            return COLORS[name]
+            return name
     return None
+
+
+def color(label):
+    """The method's colour when the label starts with a known method name, else None (matplotlib's cycle)."""
+    method = method_of(label)
+    return COLORS[method] if method else None
+
+
+def shade(hex_color, i, n):
+    """Variant i of n of one colour: from darker (i = 0) to lighter (i = n-1); n = 1 gives the colour itself."""
+    if n <= 1:
+        return hex_color
+    t = i / (n - 1)  # 0 .. 1
+    rgb = to_rgb(hex_color)
+    if t < 0.5:  # mix with black, at most 35 %
+        k = 0.35 * (1 - 2 * t)
+        return to_hex([c * (1 - k) for c in rgb])
+    k = 0.5 * (2 * t - 1)  # mix with white, at most 50 %
+    return to_hex([c + (1 - c) * k for c in rgb])
+
+
+def styles(labels):
+    """{label: dict(color=, marker=, linestyle=)} for the curves of one plot.
+
+    Labels of one method ("LoRA r=1", "LoRA r=8") share its hue in shades, and differ in line style
+    and marker; labels of no known method take the default colour cycle, each with its own style.
+    """
+    labels = list(labels)
+    groups = {}
+    for label in labels:
+        groups.setdefault(method_of(label) or label, []).append(label)
+    taken = {COLORS[m].lower() for m in groups if m in COLORS}  # unknown labels must not look like a method
+    cycle = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c.lower() not in taken] or ["#444444"]
+    out, unknown = {}, 0
+    for method, members in groups.items():
+        for i, label in enumerate(members):
+            if method in COLORS:
+                base, marker = COLORS[method], MARKERS[method]
+            else:
+                base, marker = cycle[unknown % len(cycle)], VARIANT_MARKERS[unknown % len(VARIANT_MARKERS)]
+                unknown += 1
+            out[label] = dict(color=shade(base, i, len(members)), linestyle=LINESTYLES[i % len(LINESTYLES)],
+                              marker=marker if len(members) == 1 else VARIANT_MARKERS[i % len(VARIANT_MARKERS)])
+    return out
+
+
+def legend(ax, where="right", **kw):
+    """A legend beside the data: right of the axes (default) or below them; never over the curves."""
+    if where == "right":
+        kw = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0, **kw}
+    elif where == "below":
+        kw = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.18), "ncol": 3, **kw}
+    else:
+        raise ValueError(f"legend where={where!r}: use 'right' or 'below' (outside the data)")
+    return ax.legend(**kw)
+
+
+def same_limits(axes, axis="y"):
+    """Give existing axes one common range on `axis` ("x", "y" or "xy"), so their values compare by eye."""
+    axes = list(getattr(axes, "flat", axes))
+    if not axes or axis not in ("x", "y", "xy"):
+        raise ValueError(f"same_limits needs axes and axis 'x', 'y' or 'xy', got {len(axes)} axes, axis={axis!r}")
+    for name in axis:
+        lows, highs = zip(*(getattr(ax, f"get_{name}lim")() for ax in axes))
+        for ax in axes:
+            getattr(ax, f"set_{name}lim")(min(lows), max(highs))
+    return axes
 
 
 def new_axes(ncols=1, nrows=1, width=None, height=None, **kw):
@@ -32,42 +116,84 @@ def new_axes(ncols=1, nrows=1, width=None, height=None, **kw):
     return fig, axes
 
 
-def plot_losses(histories, ax=None, window=20, title="training loss", logy=False):
-    """Loss curves of several runs: histories is {label: History}."""
+def plot_losses(histories, ax=None, window=20, title="training loss", logy=False, legend_where="right"):
+    """Loss curves of several runs: histories is {label: History}; variants of a method in shades and line styles."""
     if ax is None:
         _, ax = new_axes()
-    for label, h in histories.items():
-        ax.plot(h.steps, h.smoothed_losses(window), label=label, color=color(label))
+    for label, st in styles(histories).items():
+        h = histories[label]
+        ax.plot(h.steps, h.smoothed_losses(window), label=label, markevery=max(1, len(h.steps) // 6), ms=5, **st)
     ax.set_xlabel("step")
     ax.set_ylabel("loss" + (f" (mean of {window})" if window > 1 else ""))
     if logy:
         ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend()
+    legend(ax, legend_where)
     return ax
 
 
-def plot_metric(histories, metric, ax=None, title=None):
+def plot_metric(histories, metric, ax=None, title=None, legend_where="right"):
     """An eval metric over steps for several runs."""
     if ax is None:
         _, ax = new_axes()
-    for label, h in histories.items():
-        steps, values = h.metric(metric)
-        ax.plot(steps, values, marker="o", label=label, color=color(label))
+    for label, st in styles(histories).items():
+        steps, values = histories[label].metric(metric)
+        ax.plot(steps, values, label=label, **st)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.set_title(title or metric)
-    ax.legend()
+    legend(ax, legend_where)
     return ax
 
 
-def scatter_tradeoff(points, x="trainable params", y="accuracy", ax=None, logx=True, title=None):
-    """Quality against cost: points is {label: (x, y)}."""
+def plot_values(values, ax=None, xlabel="value", title=None, reference=None, fmt="{:,.1f}", lower_is_better=None):
+    """Compared numbers as dots on an axis fitted to them, each labelled with its value: {label: value}.
+
+    Bars from 0 hide differences like 432 vs 466 (7 %); dots on a fitted axis show them, and the printed
+    values keep the scale honest. reference: an optional (label, value) drawn as a dashed line (e.g. full FT).
+    """
+    if not values:
+        raise ValueError("plot_values needs at least one {label: value} entry")
+    if ax is None:
+        _, ax = new_axes(height=max(2.0, 0.45 * len(values) + 1.0))
+    labels = list(values)
+    st = styles(labels)
+    for i, label in enumerate(labels):
+        ax.scatter([values[label]], [i], s=70, color=st[label]["color"], marker=st[label]["marker"], zorder=3)
+        ax.annotate(fmt.format(values[label]), (values[label], i), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=9)
+    numbers = list(values.values())
+    if reference is not None:
+        ref_label, ref_value = reference
+        ax.axvline(ref_value, color=color(ref_label) or "#444444", ls="--", lw=1.2)
+        ax.annotate(f"{ref_label} {fmt.format(ref_value)}", (ref_value, len(labels) - 0.4), fontsize=9,
+                    ha="center", color=color(ref_label) or "#444444")
+        numbers.append(ref_value)
+    lo, hi = min(numbers), max(numbers)
+    pad = (hi - lo) * 0.12 or abs(hi) * 0.05 or 1.0
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(len(labels) - 0.3, -0.7)  # first label on top, room for the value labels
+    ax.set_yticks(range(len(labels)), labels)
+    ax.grid(axis="y", visible=False)
+    if lower_is_better is not None:
+        xlabel += " (lower is better)" if lower_is_better else " (higher is better)"
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def scatter_tradeoff(points, x="trainable params", y="accuracy", ax=None, logx="auto", title=None):
+    """Quality against cost: points is {label: (x, y)}. logx="auto": a log axis only when x spans > 20x."""
     if ax is None:
         _, ax = new_axes()
+    st = styles(points)
     for label, (px, py) in points.items():
-        ax.scatter([px], [py], s=60, color=color(label), label=label)
+        ax.scatter([px], [py], s=60, color=st[label]["color"], marker=st[label]["marker"], label=label, zorder=3)
         ax.annotate(label, (px, py), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    xs = [px for px, _ in points.values()]
+    if logx == "auto":
+        logx = min(xs) > 0 and max(xs) / min(xs) > 20
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(x)
