@@ -1,0 +1,51 @@
+"""Worked solutions of notebooks/05_lora.ipynb's exercises (not for the student notebooks).
+
+Each "# %% [id]" block is the solved exercise cell; the lines between ### BEGIN SOLUTION and
+### END SOLUTION are what a student writes (nbgrader replaces them in the generated assignment).
+A student reveals one on purpose with peftcourse.check.solution("id").
+"""
+
+
+# %% [setup]
+import math
+
+import torch
+from torch import nn
+
+from peftcourse import quant
+from peftcourse.check import check, predict, reveal, solution
+
+
+# %% [05-lora-params]
+### BEGIN SOLUTION
+answer = 4 * 2 * (4 * 192 + 192 * 4)   # blocks x matrices x (A + B)
+### END SOLUTION
+check("05-lora-params", answer);
+
+
+# %% [05-scaling]
+### BEGIN SOLUTION
+scaling = 16 / 64   # alpha / r
+### END SOLUTION
+check("05-scaling", scaling);
+
+
+# %% [05-lora-forward]
+def lora_forward(x, W0, b, A, B, alpha, r):
+    """The output of a LoRA-adapted linear layer for a batch x (batch, in).
+
+    W0 (out, in) and b (out,) are the frozen layer; A (r, in) and B (out, r) the adapter.
+    """
+    ### BEGIN SOLUTION
+    return x @ W0.T + b + (alpha / r) * (x @ A.T) @ B.T   # two thin matmuls: in -> r -> out
+    ### END SOLUTION
+
+
+check("05-lora-forward", lora_forward);
+
+
+# %% [05-lora-first-grad]
+### BEGIN SOLUTION
+prediction = 'B'
+### END SOLUTION
+predict("05-lora-first-grad", prediction);
