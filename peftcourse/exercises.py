@@ -47,6 +47,18 @@ class Exercise:
     outcome: Callable = None   # predict: measured -> the option that happened
     measure: Callable = None   # predict: () -> a measurement like the notebook's (used by the tests)
 
+    def __post_init__(self):
+        """A malformed entry fails when the module loads, naming what is wrong."""
+        if self.kind not in KINDS:
+            raise ValueError(f"exercise {self.id!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < math.inf:
+            raise ValueError(f"exercise {self.id!r}: tol must be a finite number >= 0, got {self.tol!r}")
+        needs = {"quick": ("expected",), "array": ("expected",), "code": ("cases",),
+                 "predict": ("options", "outcome", "measure")}[self.kind]
+        missing = [n for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"exercise {self.id!r} ({self.kind}) needs {', '.join(missing)}")
+
     @property
     def notebook(self):
         return self.id[:2]
@@ -100,13 +112,18 @@ def _feature_based_cases():
         shapes = torch.tensor(list(reference.head[-1].weight.shape), dtype=torch.float32)
         everything = torch.ones_like(expected)
         head_frozen = torch.zeros_like(expected)
+        old_shape = torch.tensor(list(model.head[-1].weight.shape), dtype=torch.float32)
         cases.append(Case(
             inputs={"model": _ModelFactory(model), "n_classes": n_classes},
             expected=torch.cat([expected, shapes]),
             wrong=((torch.cat([everything, shapes]), "everything still trains: freeze the pretrained layers "
                                                      "(requires_grad_(False)) before adding the new classifier."),
                    (torch.cat([head_frozen, shapes]), "nothing trains: the new classifier must stay trainable "
-                                                      "(create it after freezing, or unfreeze it).")),
+                                                      "(create it after freezing, or unfreeze it)."),
+                   (torch.cat([everything, old_shape]), "nothing changed: freeze the pretrained layers, then replace "
+                                                        "model.head[-1] by a new nn.Linear with n_classes outputs."),
+                   (torch.cat([expected, old_shape]), "the last layer still has the source task's outputs: replace it "
+                                                      "by a new nn.Linear with n_classes outputs.")),
             shape_note="Return the model itself (prepared in place)."))
     return cases
 
@@ -663,7 +680,6 @@ EXERCISES = {ex.id: ex for ex in [
                      "moments (12).",
              expected=_full_ft_gb, tol=1.0,
              mistakes=((lambda e: e / 4, "only the fp16 weights: the gradient and Adam's states cost more than the weights."),
-                       (lambda e: e * 4 / 16, "that is the fp32 weights alone: training also needs gradients and Adam's states."),
                        (lambda e: e * 12 / 16, "the fp16 weight and gradient are missing: 2 + 2 bytes more per parameter."))),
     Exercise("01-feature-based", "code", "feature-based fine-tuning", "feature_based",
              hint="freeze every pretrained parameter, then give the model a new, trainable last layer.",
@@ -809,13 +825,13 @@ EXERCISES = {ex.id: ex for ex in [
              options={"a": "hardly any of them become 0", "b": "about half", "c": "nearly all of them become 0"},
              outcome=lambda n: "a" if n < 16 else "b" if n < 48 else "c", measure=_outlier_measure),
     # ---------------------------------------------------------------- 07
-    Exercise("07-base-gb", "quick", "LLaMA-3-8B NF4 + DQ base, GB", "answer_gb",
+    Exercise("07-base-gb", "quick", "LLaMA-2-70B NF4 + DQ base, GB", "answer_gb",
              hint="weights × bits per weight gives bits; divide by 8 for bytes and by 10⁹ for GB.",
              reread=_nb("7 (The lecture's LLaMA-3-8B arithmetic)", "'How does QLoRA reduce memory to 14GB?'"),
-             explain="8e9 × 4.127 / 8 bytes.",
-             expected=lambda: _memory().gb(8e9 * 4.127 / 8), tol=0.05,
-             mistakes=((lambda e: _memory().gb(8e9 * 4 / 8), "the quantization constants are missing: 4.127 bits, not 4."),
-                       (lambda e: _memory().gb(8e9 * 4.5 / 8), "that is without double quantization (4.5 bits)."))),
+             explain="70e9 × 4.127 / 8 bytes: a 70 B model fits one 48 GB GPU.",
+             expected=lambda: _memory().gb(70e9 * 4.127 / 8), tol=0.05,
+             mistakes=((lambda e: _memory().gb(70e9 * 4 / 8), "the quantization constants are missing: 4.127 bits, not 4."),
+                       (lambda e: _memory().gb(70e9 * 4.5 / 8), "that is without double quantization (4.5 bits)."))),
     Exercise("07-bytes-trainable", "quick", "bytes per trainable parameter, fp32 LoRA with AdamW", "answer_bytes",
              hint="add the fp32 weight, its fp32 gradient and AdamW's two fp32 moments.",
              reread=_nb("4 (Memory)", "'How does QLoRA reduce memory to 14GB?'"),

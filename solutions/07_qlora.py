@@ -18,7 +18,7 @@ from peftcourse.check import check, predict, reveal, solution
 
 # %% [07-base-gb]
 ### BEGIN SOLUTION
-answer_gb = 8e9 * 4.127 / 8 / 1e9   # bits -> bytes -> GB
+answer_gb = 70e9 * 4.127 / 8 / 1e9   # bits -> bytes -> GB
 ### END SOLUTION
 check("07-base-gb", answer_gb);
 
