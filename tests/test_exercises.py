@@ -350,3 +350,19 @@ def test_exercises_are_light():
             ex.expected()
         assert time.perf_counter() - start < 2.0, ex.id
     assert math.isfinite(float(E.get("12-llama-ratio").measure()))
+
+
+def test_nbgrader_source_notebooks_hold_every_solution(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_source", ROOT / "solutions" / "make_nbgrader_source.py")
+    make_source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_source)
+    written = run(make_source.main, str(tmp_path))[0]
+    assert len(written) == 12
+    for path in written:
+        cells = json.loads(path.read_text())["cells"]
+        solved = [c for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
+        graded = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade")]
+        exs = E.for_notebook(path.name[:2])
+        assert len(solved) == len(exs) and len(graded) == sum(ex.kind != "predict" for ex in exs)
+        assert all("### BEGIN SOLUTION" in "".join(c["source"]) and "solution" in c["metadata"]["tags"] for c in solved)
