@@ -22,8 +22,8 @@ import re
 
 from torch import nn
 
-from .base import PEFTModule, check_positive_int, linear_dims
-from .inject import inject
+from . import validate
+from .base import PEFTModule, build_layers, linear_dims, replace_layers
 
 # the output projections of the attention and feed-forward sublayers, per architecture
 HOULSBY_TARGETS = {
@@ -40,8 +40,8 @@ def adapter_param_count(d_model, bottleneck):
 
 
 def check_bottleneck(d_model, bottleneck):
-    check_positive_int("d_model", d_model)
-    check_positive_int("bottleneck", bottleneck)
+    validate.positive_int("d_model", d_model)
+    validate.positive_int("bottleneck", bottleneck)
     if bottleneck >= d_model:
         raise ValueError(f"bottleneck={bottleneck} must be smaller than d_model={d_model}: the adapter "
                          f"saves parameters only by projecting down (Houlsby et al. use b << d, e.g. 1024 → 24)")
@@ -53,9 +53,8 @@ class BottleneckAdapter(PEFTModule):
     def __init__(self, d_model, bottleneck, activation="gelu"):
         super().__init__()
         check_bottleneck(d_model, bottleneck)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: use one of {sorted(ACTIVATIONS)}")
-        self.d_model, self.bottleneck = d_model, bottleneck
+        validate.choice("activation", activation, sorted(ACTIVATIONS))
+        self.d_model, self.bottleneck, self.activation = d_model, bottleneck, activation
         self.down = nn.Linear(d_model, bottleneck)  # nn.Linear's default random init: up gets gradients at once
         self.act = ACTIVATIONS[activation]()
         self.up = nn.Linear(bottleneck, d_model)
@@ -64,6 +63,10 @@ class BottleneckAdapter(PEFTModule):
 
     def forward(self, h):
         return h + self.up(self.act(self.down(h)))
+
+    def config(self):
+        return {"method": "bottleneck_adapter", "d_model": self.d_model, "bottleneck": self.bottleneck,
+                "activation": self.activation}
 
     def extra_repr(self):
         return f"d_model={self.d_model}, bottleneck={self.bottleneck}"
@@ -88,6 +91,9 @@ class SeriesAdapter(PEFTModule):
     def forward(self, x):
         return self.adapter(self.base(x))
 
+    def config(self):
+        return {**self.adapter.config(), "method": "series_adapter"}
+
 
 def add_adapters(model, bottleneck, modules_to_save=None, activation="gelu"):
     """Insert Houlsby adapters into every block of a GPT-2 (TinyGPT) or BERT (MiniLM) model; freeze the rest.
@@ -100,24 +106,32 @@ def add_adapters(model, bottleneck, modules_to_save=None, activation="gelu"):
         raise TypeError(f"add_adapters knows the Houlsby positions of {sorted(HOULSBY_TARGETS)} models, got "
                         f"{type(model).__name__} (model_type={model_type!r}); for another architecture call "
                         f"inject(model, SeriesAdapter, target_modules=<its sublayer output projections>, bottleneck=b)")
-    check_bottleneck(model.config.hidden_size, bottleneck)  # before inject() freezes anything
-    return inject(model, SeriesAdapter, HOULSBY_TARGETS[model_type], modules_to_save=modules_to_save,
-                  bottleneck=bottleneck, activation=activation)
+    check_bottleneck(model.config.hidden_size, bottleneck)
+    plan = build_layers(model, SeriesAdapter, HOULSBY_TARGETS[model_type], modules_to_save,
+                        bottleneck=bottleneck, activation=activation)  # everything checked and built first
+    return replace_layers(model, plan)
 
 
 def freeze_all_but_top(model, k, head=("pooler", "classifier")):
     """Top-layer fine-tuning, the baseline of Houlsby et al. Fig. 1: train only the last k transformer
     blocks and the head (k=0: the head alone, on frozen features). Works for BERT and GPT-2 names."""
-    n_layers = model.config.num_hidden_layers
-    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n_layers:
-        raise ValueError(f"k must be an int in [0, {n_layers}] (the number of top blocks to train), got {k!r}")
-    head = (head,) if isinstance(head, str) else tuple(head)
+    n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if not isinstance(n_layers, int):
+        raise TypeError(f"freeze_all_but_top needs a transformers model with config.num_hidden_layers, "
+                        f"got {type(model).__name__}")
+    k = validate.int_in("k", k, 0, n_layers)  # the number of top blocks to train
+    head = (head,) if isinstance(head, str) else head
+    if not isinstance(head, (list, tuple)) or not all(isinstance(h, str) and h for h in head):
+        raise TypeError(f"head must be a module name or a list of names, got {head!r}")
     block = re.compile(r"(?:^|\.)(?:layer|h)\.(\d+)\.")  # encoder.layer.N. (BERT) or transformer.h.N. (GPT-2)
+    train = {}
     for name, p in model.named_parameters():
         found = block.search(name)
         in_top = found is not None and int(found.group(1)) >= n_layers - k
         in_head = any(name == h or name.startswith(h + ".") or f".{h}." in name for h in head)
-        p.requires_grad_(in_top or in_head)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(f"nothing left to train: no parameter matches head={head!r} and k=0")
+        train[name] = in_top or in_head
+    if not any(train.values()):  # decided before any requires_grad flag changes
+        raise ValueError(f"nothing left to train: no parameter matches head={tuple(head)!r} and k={k}")
+    for name, p in model.named_parameters():
+        p.requires_grad_(train[name])
     return model

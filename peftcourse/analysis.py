@@ -10,18 +10,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import validate
 from .base import AdapterLayer, conv1d_class
 from .plots import new_axes, color as method_color
 from .train import compute_loss
 
 
 def _check_matrix(name, w):
-    if not torch.is_tensor(w):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
+    validate.tensor(name, w, floating=False)
     if w.dim() != 2:
         raise ValueError(f"{name} must be a 2-D weight matrix (out_features x in_features), got shape {tuple(w.shape)}")
-    if not torch.isfinite(w).all():
-        raise ValueError(f"{name} contains NaN or Inf")
+    if w.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(w.shape)})")
 
 
 def magnitude_direction_change(W0, Wt):
@@ -61,6 +61,8 @@ def merged_weight(layer):
 @torch.no_grad()
 def weight_snapshot(model, names):
     """{name: a copy of the layer's current (out, in) weight}: one checkpoint of the §3.2 analysis."""
+    if isinstance(names, str) or not names:
+        raise ValueError(f"names must be a non-empty list of layer names, got {names!r}")
     return {n: merged_weight(model.get_submodule(n)).detach().float().cpu().clone() for n in names}
 
 
@@ -70,6 +72,10 @@ def layer_changes(first, later, row_groups=None):
     row_groups={"q": slice(0, d), "v": slice(2 * d, 3 * d)} splits a fused matrix such as GPT-2's
     c_attn (rows q | k | v in (out, in) layout) into the query and value matrices the paper analyses.
     """
+    if not isinstance(first, dict) or not isinstance(later, dict) or not first:
+        raise TypeError("first and later must be weight_snapshot() dicts {name: weight}")
+    if row_groups is not None and (not isinstance(row_groups, dict) or not row_groups):
+        raise TypeError(f"row_groups must be a non-empty {{name: slice}} dict or None, got {row_groups!r}")
     missing = sorted(set(first) - set(later))
     if missing:
         raise ValueError(f"the later snapshot lacks layers {missing[:3]}: snapshot the same names")
@@ -133,9 +139,16 @@ def plot_decomposition(W, title="", rows=48, splits=(), axes=None):
 
 def regression(x, y):
     """(slope, Pearson correlation) of a least-squares line y ≈ slope·x + b."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 3 or x.shape != y.shape:
+    try:
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError("x and y must be sequences of numbers") from None
+    if x.ndim != 1 or x.size < 3 or x.shape != y.shape:
         raise ValueError(f"need at least 3 matching (x, y) points, got {x.size} and {y.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x and y must be finite: a NaN or Inf point would make the slope and correlation NaN")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        raise ValueError("x or y is constant: a correlation is undefined (0/0)")
     slope = np.polyfit(x, y, 1)[0]
     return float(slope), float(np.corrcoef(x, y)[0, 1])
 
@@ -145,6 +158,8 @@ def plot_direction_magnitude(changes, label, ax=None):
 
     changes: {checkpoint step: {layer: (ΔD, ΔM)}}. Marker shape = checkpoint. Returns (slope, correlation).
     """
+    if not isinstance(changes, dict) or not changes:
+        raise ValueError("changes must be a non-empty {step: {layer: (ΔD, ΔM)}} dict (ChangeTracker.by_step)")
     if ax is None:
         _, ax = new_axes()
     markers = "o^sDvP*X"
@@ -174,8 +189,7 @@ def spectrum(delta):
 
 def energy_rank(delta, energy=0.99):
     """The fewest singular directions that hold `energy` of ΔW's squared Frobenius norm (0 for ΔW = 0)."""
-    if not 0 < energy <= 1:
-        raise ValueError(f"energy must be in (0, 1], got {energy!r}")
+    validate.number("energy", energy, 0, 1, low_open=True)
     s2 = spectrum(delta) ** 2
     if s2.sum() == 0:
         return 0
@@ -186,12 +200,14 @@ def energy_rank(delta, energy=0.99):
 def sparsity(delta, tol=0.0):
     """Fraction of ΔW's entries with |x| <= tol (SBoRA's updates are exactly sparse, LoRA's are dense)."""
     _check_matrix("delta", delta)
+    validate.number("tol", tol, 0)
     return (delta.detach().abs() <= tol).double().mean().item()
 
 
 def changed_rows_cols(delta, tol=0.0):
     """(rows, columns) of ΔW with any |x| > tol: SBoRA-FA changes exactly r columns, FB exactly r rows."""
     _check_matrix("delta", delta)
+    validate.number("tol", tol, 0)
     changed = delta.detach().abs() > tol
     return int(changed.any(dim=1).sum()), int(changed.any(dim=0).sum())
 
@@ -209,8 +225,9 @@ def step_cost(model, batch, loss_fn=None, repeats=5):
 def compare_step_costs(models, batch, loss_fn=None, repeats=5):
     """step_cost of several models {label: model}, timed in turns (A, B, C, A, B, C, ...) so that
     a busy machine slows them all alike. Returns {label: {"time_ms", "saved_mb"}}."""
-    if not isinstance(repeats, int) or repeats <= 0:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    validate.positive_int("repeats", repeats)
+    if not isinstance(models, dict) or not models or not all(isinstance(m, nn.Module) for m in models.values()):
+        raise TypeError("models must be a non-empty {label: nn.Module} dict")
     times = {label: [] for label in models}
     saved_mb = {}
     for i in range(repeats + 1):  # the first round warms up and is not timed

@@ -8,6 +8,9 @@
 import torch
 from torch import nn
 
+from . import validate
+from .train import eval_mode
+
 APPROACHES = ("full", "feature-based", "top-layer")
 
 
@@ -16,6 +19,8 @@ class SmallCNN(nn.Module):
 
     def __init__(self, n_classes=10, width=16):
         super().__init__()
+        validate.positive_int("n_classes", n_classes)
+        validate.positive_int("width", width, maximum=4096)
         self.features = nn.Sequential(
             nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),                        # block 1: edges
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # block 2: strokes
@@ -30,8 +35,11 @@ class SmallCNN(nn.Module):
 
 def prepare(model, approach, n_classes):
     """Put a fresh output layer on `model` and freeze what `approach` keeps fixed. Returns the model."""
+    if not isinstance(model, SmallCNN):
+        raise TypeError(f"prepare works on a SmallCNN (its features and head), got {type(model).__name__}")
     if approach not in APPROACHES:
         raise ValueError(f"unknown approach {approach!r}: use one of {APPROACHES}")
+    validate.positive_int("n_classes", n_classes)
     model.head[-1] = nn.Linear(model.head[-1].in_features, n_classes)  # the new task's classifier
     for p in model.parameters():
         p.requires_grad_(approach == "full")
@@ -48,20 +56,22 @@ def prepare(model, approach, n_classes):
 
 
 def count_params(model, trainable_only=False):
+    validate.flag("trainable_only", trainable_only)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-@torch.no_grad()
 def embed(model, x):
     """The frozen 64-d features the classifier sees (input to the last layer)."""
-    model.eval()
-    return model.head[:-1](model.features(x))
+    with eval_mode(model):
+        return model.head[:-1](model.features(x))
 
 
-@torch.no_grad()
 def accuracy(model, x, y):
-    model.eval()
-    return (model(x).argmax(-1) == y).float().mean().item()
+    """Fraction of images whose highest logit is the right class."""
+    if not torch.is_tensor(x) or not torch.is_tensor(y) or len(x) != len(y) or len(y) == 0:
+        raise ValueError("x and y must be non-empty tensors with one label per image")
+    with eval_mode(model):
+        return (model(x).argmax(-1) == y).float().mean().item()
 
 
 def digits_transfer(n_per_class=20, seed=0):
@@ -73,8 +83,7 @@ def digits_transfer(n_per_class=20, seed=0):
     """
     from sklearn.datasets import load_digits
 
-    if not isinstance(n_per_class, int) or n_per_class <= 0:
-        raise ValueError(f"n_per_class must be a positive int, got {n_per_class!r}")
+    validate.positive_int("n_per_class", n_per_class)
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values 0..16
     y = torch.tensor(digits.target)

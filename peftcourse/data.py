@@ -23,16 +23,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from .pretrain import DOC_SEP, lm_batches, mean_loss, token_blocks
-from .train import to_device
+from . import validate
+from .train import eval_mode, to_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS_DIR = os.path.join(ROOT, "data", "tasks")
 TOPIC_LABELS = ["asyncio", "decimal", "email", "http", "logging", "tkinter", "unittest", "xml"]
-
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def check_no_leak(train, test, key):
@@ -50,7 +46,7 @@ def uuid_pairs(n, seed=0):
     A memorization task: the model is trained on the pairs and tested on the SAME pairs (MoRA §3,
     Table 2); a random value cannot be inferred, so there is no held-out split.
     """
-    _positive_int("n", n)
+    validate.positive_int("n", n)
     rng = random.Random(seed)
     keys, out = set(), []
     while len(out) < n:
@@ -87,8 +83,8 @@ def arithmetic(n_train, n_test, digits=2, ops="+", seed=0):
 
     Each problem string occurs once; asking for more problems than exist raises.
     """
-    _positive_int("n_train", n_train)
-    _positive_int("n_test", n_test)
+    validate.positive_int("n_train", n_train)
+    validate.positive_int("n_test", n_test)
     if digits not in (1, 2, 3):
         raise ValueError(f"digits must be 1, 2 or 3, got {digits!r}")
     if not ops or set(ops) - set("+-*"):
@@ -134,7 +130,7 @@ def encode_example(tokenizer, example):
 
 def generation_batches(tokenizer, examples, batch_size=16, seed=0, shuffle=True):
     """A DataLoader of {"input_ids", "attention_mask", "labels"} dicts (right-padded, pad labels -100)."""
-    _positive_int("batch_size", batch_size)
+    validate.positive_int("batch_size", batch_size)
     if not examples:
         raise ValueError("no examples to batch")
     encoded = [encode_example(tokenizer, ex) for ex in examples]
@@ -149,23 +145,24 @@ def generation_batches(tokenizer, examples, batch_size=16, seed=0, shuffle=True)
                       generator=torch.Generator().manual_seed(seed))
 
 
-@torch.no_grad()
 def generate_answers(model, tokenizer, prompts, max_new_tokens=40, batch_size=32):
     """Greedy continuations of the prompts (left-padded batches), cut at the first eos."""
+    validate.positive_int("max_new_tokens", max_new_tokens)
+    validate.positive_int("batch_size", batch_size)
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("prompts must be a list of strings")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out = []
-    for i in range(0, len(prompts), batch_size):
-        ids = [tokenizer(p)["input_ids"] for p in prompts[i:i + batch_size]]
-        width = max(map(len, ids))
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids], device=device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
-        gen = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
-        out += [tokenizer.decode(row[width:], skip_special_tokens=True) for row in gen]
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(prompts), batch_size):
+            ids = [tokenizer(p)["input_ids"] for p in prompts[i:i + batch_size]]
+            width = max(map(len, ids))
+            input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids], device=device)
+            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+            gen = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+            out += [tokenizer.decode(row[width:], skip_special_tokens=True) for row in gen]
     return out
 
 
@@ -180,7 +177,6 @@ def evaluate_generation(model, tokenizer, examples, metric=exact_match, batch_si
 
 
 
-@torch.no_grad()
 def answer_loss(model, batches):
     """Mean cross-entropy on the answers of held-out generation_batches(..., shuffle=False) (their labels
     mask the prompts), in eval mode: the measure to use while exact match is still near 0."""
@@ -188,10 +184,8 @@ def answer_loss(model, batches):
     if not batches:
         raise ValueError("no batches to evaluate: pass generation_batches(tokenizer, test, shuffle=False)")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()  # a model fresh from train() is in train mode: dropout would make the loss noisy
-    losses = [model(**to_device(batch, device)).loss.item() for batch in batches]
-    model.train(was_training)
+    with eval_mode(model):  # a model fresh from train() is in train mode: dropout would make the loss noisy
+        losses = [model(**to_device(batch, device)).loss.item() for batch in batches]
     return sum(losses) / len(losses)
 
 # ---------------------------------------------------------------- text classification (MiniLM)
@@ -204,9 +198,9 @@ def doc_topics(n_train=None, n_test=400, seed=0):
         raise FileNotFoundError(f"{path} is missing: rebuild it with `python data/build_corpus.py`")
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
-    _positive_int("n_test", n_test)
+    validate.positive_int("n_test", n_test)
     n_train = len(rows) - n_test if n_train is None else n_train
-    _positive_int("n_train", n_train)
+    validate.positive_int("n_train", n_train)
     if n_train + n_test > len(rows):
         raise ValueError(f"asked for {n_train}+{n_test} sentences, but doc_topics has only {len(rows)}")
     order = list(range(len(rows)))
@@ -219,7 +213,7 @@ def doc_topics(n_train=None, n_test=400, seed=0):
 
 def classification_batches(tokenizer, examples, batch_size=32, seed=0, shuffle=True, max_length=64):
     """A DataLoader of tokenized {"input_ids", "attention_mask", ..., "labels"} dicts."""
-    _positive_int("batch_size", batch_size)
+    validate.positive_int("batch_size", batch_size)
     if not examples:
         raise ValueError("no examples to batch")
 
@@ -232,18 +226,15 @@ def classification_batches(tokenizer, examples, batch_size=32, seed=0, shuffle=T
                       generator=torch.Generator().manual_seed(seed))
 
 
-@torch.no_grad()
 def evaluate_classification(model, tokenizer, examples, batch_size=64):
     """{"accuracy": ...} of a sequence-classification model (argmax of its logits) on the examples."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct = 0
-    for batch in classification_batches(tokenizer, examples, batch_size, shuffle=False):
-        labels = batch.pop("labels").to(device)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        correct += (logits.argmax(-1) == labels).sum().item()
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in classification_batches(tokenizer, examples, batch_size, shuffle=False):
+            labels = batch.pop("labels").to(device)
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            correct += (logits.argmax(-1) == labels).sum().item()
     return {"accuracy": correct / len(examples)}
 
 
@@ -293,7 +284,7 @@ def digits(n_test=360, seed=0):
     X of shape (n, 1, 8, 8) scaled to [0, 1], y of class indices 0..9; a seeded split."""
     from sklearn.datasets import load_digits
     data = load_digits()
-    _positive_int("n_test", n_test)
+    validate.positive_int("n_test", n_test)
     if n_test >= len(data.target):
         raise ValueError(f"n_test={n_test} leaves no training images (there are {len(data.target)})")
     order = torch.randperm(len(data.target), generator=torch.Generator().manual_seed(seed))
@@ -305,7 +296,7 @@ def digits(n_test=360, seed=0):
 def tensor_batches(X, y, batch_size=64, seed=0, shuffle=True):
     """A DataLoader of (inputs, target) pairs, for train(..., loss_fn=...)."""
     from torch.utils.data import TensorDataset
-    _positive_int("batch_size", batch_size)
+    validate.positive_int("batch_size", batch_size)
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     return DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle,

@@ -13,16 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inject import name_matches
-from .lora import LoRALinear
+from . import validate
+from .base import name_matches
+from .lora import LoRALinear, active
 
 
 class DoRALinear(LoRALinear):
     """A frozen nn.Linear / GPT-2 Conv1D whose weight becomes m ⊙ (W0 + s·BA) / ‖W0 + s·BA‖ (row-wise)."""
 
+    method = "dora"
+
     def __init__(self, base, r, alpha, dropout=0.0, rslora=False, detach_norm=True, adapter_name="default"):
-        if not isinstance(detach_norm, bool):
-            raise TypeError(f"detach_norm must be True (the paper's §4.3) or False, got {detach_norm!r}")
+        validate.flag("detach_norm (True: the paper's §4.3)", detach_norm)
         super().__init__(base, r, alpha, dropout=dropout, rslora=rslora, adapter_name=adapter_name)
         self.detach_norm = detach_norm
 
@@ -40,9 +42,10 @@ class DoRALinear(LoRALinear):
         for n, m in self.magnitude.items():
             m.requires_grad_(n == name)
 
-    @property
-    def m(self):
-        return self.magnitude[self.active_adapter]
+    m = active("magnitude")
+
+    def config(self):
+        return {**super().config(), "detach_norm": self.detach_norm}
 
     def direction_matrix(self):
         """V = W0 + s·B A in (out, in) layout: the un-normalised direction."""
@@ -76,12 +79,6 @@ class DoRALinear(LoRALinear):
         vx = w0x + self.scaling * F.linear(F.linear(dropped, self.A), self.B)
         return self.magnitude_scale() * vx - w0x
 
-    def forward(self, x):
-        y = self.base(x)
-        if self.merged or self.disabled:
-            return y
-        return y + self.adapter_forward(x, base_out=y).to(y.dtype)
-
     def delta_weight(self):
         """W' − W0 with W' = (m/‖V‖) ⊙ V: what the generic merge() adds to the base weight."""
         if self.merged:  # the base weight already holds W'; rebuilding V from it would be wrong
@@ -97,16 +94,26 @@ class DoRALinear(LoRALinear):
 @torch.no_grad()
 def copy_to_peft(model, peft_model, adapter_name="default"):
     """Copy every DoRALinear's A, B and m into the same-named layer of a peft use_dora=True model."""
-    copied = 0
-    for name, layer in model.named_modules():
-        if isinstance(layer, DoRALinear):
-            target = peft_model.base_model.model.get_submodule(name)
-            target.lora_A[adapter_name].weight.copy_(layer.A)
-            target.lora_B[adapter_name].weight.copy_(layer.B)
-            target.lora_magnitude_vector[adapter_name].weight.copy_(layer.m)
-            copied += 1
-    if not copied:
+    layers = [(name, layer) for name, layer in model.named_modules() if isinstance(layer, DoRALinear)]
+    if not layers:
         raise ValueError("the model has no DoRALinear layer to copy: inject(model, 'dora', ...) first")
+    try:
+        root = peft_model.base_model.model
+        targets = [root.get_submodule(name) for name, _ in layers]
+        pieces = [(t.lora_A[adapter_name].weight, t.lora_B[adapter_name].weight,
+                   t.lora_magnitude_vector[adapter_name].weight) for t in targets]
+    except (AttributeError, KeyError) as err:  # checked for every layer before the first copy
+        raise ValueError(f"peft_model is not a peft use_dora=True model with adapter {adapter_name!r} on the "
+                         f"same layers ({[n for n, _ in layers][:3]}...): {err}") from None
+    for (name, layer), (A, B, m) in zip(layers, pieces):
+        if (A.shape, B.shape, m.shape) != (layer.A.shape, layer.B.shape, layer.m.shape):
+            raise ValueError(f"{name}: peft's A, B, m have shapes {tuple(A.shape)}, {tuple(B.shape)}, "
+                             f"{tuple(m.shape)}, ours {tuple(layer.A.shape)}, {tuple(layer.B.shape)}, {tuple(layer.m.shape)}")
+    for (_, layer), (A, B, m) in zip(layers, pieces):
+        A.copy_(layer.A)
+        B.copy_(layer.B)
+        m.copy_(layer.m)
+    copied = len(layers)
     return copied
 
 
@@ -116,18 +123,19 @@ def magnitude_only(model, target_modules):
     The paper's Table 6 row "m: QKVOGUD, V: QKV" trains m in every layer but the direction only in
     Q, K, V. With B still at zero such a layer computes m ⊙ W0 / ‖W0‖. Returns the names it froze.
     """
-    frozen = []
-    for name, layer in model.named_modules():
-        if isinstance(layer, DoRALinear) and name_matches(name, target_modules):
-            if layer.merged:
-                raise ValueError(f"{name} is merged: unmerge() it before choosing what trains")
-            layer.A.requires_grad_(False)
-            layer.B.requires_grad_(False)
-            frozen.append(name)
-    if not frozen:
+    validate.name_list("target_modules", target_modules)
+    chosen = [(name, layer) for name, layer in model.named_modules()
+              if isinstance(layer, DoRALinear) and name_matches(name, target_modules)]
+    if not chosen:
         raise ValueError(f"no DoRA layer matches {target_modules!r}: inject(model, 'dora', ...) first, "
                          "then name some of its adapted layers")
-    return frozen
+    merged = [name for name, layer in chosen if layer.merged]
+    if merged:  # checked for all layers before the first one is frozen
+        raise ValueError(f"{merged[0]} is merged: unmerge() it before choosing what trains")
+    for _, layer in chosen:
+        layer.A.requires_grad_(False)
+        layer.B.requires_grad_(False)
+    return [name for name, _ in chosen]
 
 
 class OutputNormLoRALinear(LoRALinear):
@@ -139,11 +147,13 @@ class OutputNormLoRALinear(LoRALinear):
     it cannot be merged, and m is not a weight-row magnitude. Kept to show the difference numerically.
     """
 
+    method = "output_norm_lora"
+
     def __init__(self, base, r, alpha, dropout=0.0):
         super().__init__(base, r, alpha, dropout=dropout)
         self.m = nn.Parameter(torch.ones(self.out_features, dtype=self.A.dtype, device=self.A.device))
 
-    def adapter_forward(self, x):
+    def adapter_forward(self, x, base_out=None):
         u = super().adapter_forward(x)
         return self.m * u / (torch.linalg.vector_norm(u, dim=-1, keepdim=True) + 1e-9)
 

@@ -3,109 +3,67 @@
 Matching follows peft (tuners_utils.check_target_module_exists):
   target_modules="regex"        -> the module's full name must fullmatch the regex
   target_modules=["q", "c_attn"] -> the name equals an entry or ends with "." + entry
+
+Adapter files (save_adapter / load_adapter) are safetensors files whose metadata records every
+adapted module's method and settings (r, α, rsLoRA, MoRA type, SBoRA variant, ...): a file is only
+loaded into a model that was injected the same way, so it can never silently compute something else.
 """
-import importlib
-import re
+import json
+import os
 import warnings
 
-from safetensors.torch import save_file, load_file
-from torch import nn
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from .base import AdapterLayer, PEFTModule, conv1d_class
+from .base import (AdapterLayer, PEFTModule, adapter_layers, build_layers, inside_adapter,  # noqa: F401 (re-exported)
+                   linear_module_names, name_matches, replace_layers)
+from .dora import DoRALinear
+from .lora import LoRALinear
+from .mora import MoRALinear
+from .qlora import QLoRALinear
+from .sbora import SBoRALinear
 
-# method name -> "module:Class"; each class is built as Class(base_layer, **kwargs)
-METHODS = {
-    "lora": "peftcourse.lora:LoRALinear",
-    "dora": "peftcourse.dora:DoRALinear",
-    "mora": "peftcourse.mora:MoRALinear",
-    "sbora": "peftcourse.sbora:SBoRALinear",
-    "qlora": "peftcourse.qlora:QLoRALinear",
-}
+# method name -> layer class; each is built as Class(base_layer, **kwargs)
+METHODS = {"lora": LoRALinear, "dora": DoRALinear, "mora": MoRALinear, "sbora": SBoRALinear, "qlora": QLoRALinear}
+FILE_FORMAT = "peftcourse-adapter/1"
 
 
 def method_class(method):
-    if not isinstance(method, str):
-        return method  # a class or factory: base -> AdapterLayer
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: use one of {sorted(METHODS)} or pass a class")
-    module, cls = METHODS[method].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def name_matches(name, target_modules):
-    if isinstance(target_modules, str):
-        return re.fullmatch(target_modules, name) is not None
-    return any(name == t or name.endswith("." + t) for t in target_modules)
-
-
-def _inside_adapter(model):
-    """A test name -> True for adapter modules and everything inside them (their frozen base layers)."""
-    wrapped = [n for n, m in model.named_modules() if n and isinstance(m, PEFTModule)]
-    return lambda name: any(name == w or name.startswith(w + ".") for w in wrapped)
-
-
-def linear_module_names(model):
-    """Names of the layers an adapter can wrap (nn.Linear, Conv1D), for error messages and notebooks."""
-    kinds = (nn.Linear, conv1d_class())
-    inside = _inside_adapter(model)
-    return [n for n, m in model.named_modules() if isinstance(m, kinds) and not inside(n)]
-
-
-def _set_submodule(model, name, new):
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}: use one of {sorted(METHODS)} or pass a class")
+        return METHODS[method]
+    if not callable(method):
+        raise TypeError(f"method must be one of {sorted(METHODS)} or a class/function base -> adapter layer, "
+                        f"got {type(method).__name__}")
+    return method
 
 
 def inject(model, method, target_modules, modules_to_save=None, **kwargs):
     """Wrap every target layer of `model` in `method`'s adapter, in place; freeze everything else.
 
     modules_to_save: names (same matching rules) whose own weights stay trainable, e.g. a new
-    classification head. Returns the model.
+    classification head. Every argument is checked and every layer built before the model changes:
+    an error leaves the model as it was. Returns the model.
     """
-    if not target_modules:
-        raise ValueError("target_modules is empty: name the layers to adapt, e.g. ['c_attn'] or ['query', 'value']")
-    if not isinstance(target_modules, (str, list, tuple, set)):
-        raise TypeError(f"target_modules must be a regex string or a list of names, got {type(target_modules).__name__}")
-    cls = method_class(method)
-    kinds = (nn.Linear, conv1d_class())
-    inside = _inside_adapter(model)
-    matched = [n for n, _ in model.named_modules() if n and name_matches(n, target_modules)]
-    names = [n for n in matched if not inside(n)]
-    if matched and not names:
-        raise ValueError(f"target_modules={target_modules!r} matches only layers that already carry an adapter "
-                         f"({matched[:3]}...); to give them a second adapter use add_adapter(model, name, ...)")
-    if not names:
-        raise ValueError(f"no module of {type(model).__name__} matches target_modules={target_modules!r}; "
-                         f"the layers that can be adapted are: {_short_names(model)}")
-    wrong = [n for n in names if not isinstance(model.get_submodule(n), kinds)]
-    if wrong:
-        raise ValueError(f"target_modules={target_modules!r} matches {wrong}, which are not nn.Linear/Conv1D "
-                         f"({type(model.get_submodule(wrong[0])).__name__}); adaptable layers: {_short_names(model)}")
-    for pname, p in model.named_parameters():
-        if not inside(pname):  # adapters from an earlier inject() call keep their trainable weights
-            p.requires_grad_(False)
-    for n in names:
-        _set_submodule(model, n, cls(model.get_submodule(n), **kwargs))
-    if modules_to_save:
-        saved = [n for n, m in model.named_modules() if n and name_matches(n, modules_to_save)]
-        if not saved:
-            raise ValueError(f"modules_to_save={modules_to_save!r} matches no module of {type(model).__name__}")
-        for n in saved:
-            for p in model.get_submodule(n).parameters():
-                p.requires_grad_(True)
+    plan = build_layers(model, method_class(method), target_modules, modules_to_save, **kwargs)
+    return replace_layers(model, plan)
+
+
+def each_layer(model, action, name, *args, **kwargs):
+    """Call layer.<action>(...) on every adapter layer, after checking that all of them can."""
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("the model has no adapter layers: inject() a method first")
+    single = [(n, type(layer).__name__) for n, layer in layers if not hasattr(layer, action)]
+    if single:
+        raise TypeError(f"{single[0][1]} at {single[0][0]!r} holds a single adapter (no {action})")
+    for lname, layer in layers:  # every layer checks the call before any layer changes
+        getattr(layer, "check_" + action)(name, *args, **kwargs)
+    for lname, layer in layers:
+        getattr(layer, action)(name, *args, **kwargs)
     return model
-
-
-def _short_names(model):
-    full = linear_module_names(model)
-    short = sorted({n.rsplit(".", 1)[-1] for n in full})
-    return f"{short} (full names like {full[:3]})"
-
-
-def adapter_layers(model):
-    """(name, layer) for every AdapterLayer in the model."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, AdapterLayer)]
 
 
 def add_adapter(model, name, **kwargs):
@@ -113,26 +71,12 @@ def add_adapter(model, name, **kwargs):
 
     Works for any method whose layers implement add_adapter(name, **kwargs)/set_adapter(name) (LoRA does).
     """
-    layers = adapter_layers(model)
-    if not layers:
-        raise ValueError("the model has no adapter layers: inject() a method first")
-    for lname, layer in layers:
-        if not hasattr(layer, "add_adapter"):
-            raise TypeError(f"{type(layer).__name__} at {lname!r} holds a single adapter (no add_adapter)")
-        layer.add_adapter(name, **kwargs)
-    return model
+    return each_layer(model, "add_adapter", name, **kwargs)
 
 
 def set_adapter(model, name):
     """Switch every adapter layer to the named adapter (only that one stays trainable)."""
-    layers = adapter_layers(model)
-    if not layers:
-        raise ValueError("the model has no adapter layers: inject() a method first")
-    for lname, layer in layers:
-        if not hasattr(layer, "set_adapter"):
-            raise TypeError(f"{type(layer).__name__} at {lname!r} holds a single adapter (no set_adapter)")
-        layer.set_adapter(name)
-    return model
+    return each_layer(model, "set_adapter", name)
 
 
 def trainable_report(model):
@@ -141,6 +85,8 @@ def trainable_report(model):
     Like peft, a packed 4-bit weight (bitsandbytes Params4bit, 2 values per uint8) counts
     as 2 parameters per stored byte.
     """
+    if not hasattr(model, "parameters"):
+        raise TypeError(f"trainable_report needs a torch nn.Module, got {type(model).__name__}")
     trainable = total = 0
     for p in model.parameters():
         n = p.numel()
@@ -151,54 +97,144 @@ def trainable_report(model):
         total += n
         if p.requires_grad:
             trainable += n
+    if total == 0:
+        raise ValueError(f"{type(model).__name__} has no parameters: there is nothing to report")
     return f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+
+
+def peft_modules(model):
+    """(name, module) of every outermost PEFTModule (an adapter layer, a series adapter, prompt tuning, ...)."""
+    out = []
+    for name, module in model.named_modules():  # pre-order: an outer PEFTModule comes before its children
+        if isinstance(module, PEFTModule) and not any(name.startswith(d + ".") for d, _ in out):
+            out.append((name, module))
+    return out
 
 
 def adapter_state_dict(model):
     """Only the PEFT weights (every PEFTModule's state without its frozen base): what gets saved and shared."""
-    state, done = {}, []
-    for name, module in model.named_modules():  # pre-order: an outer PEFTModule comes before its children
-        if isinstance(module, PEFTModule) and not any(name.startswith(d + ".") for d in done):
-            done.append(name)
-            for k, v in module.state_dict().items():
-                if not k.startswith("base."):
-                    state[f"{name}.{k}" if name else k] = v.detach().contiguous()
+    state = {}
+    for name, module in peft_modules(model):
+        for k, v in module.state_dict().items():
+            if not k.startswith("base."):
+                state[f"{name}.{k}" if name else k] = v.detach().contiguous()
     for name, p in model.named_parameters():  # modules_to_save and any other trainable weight
         if p.requires_grad and name not in state:
             state[name] = p.detach().contiguous()
     return state
 
 
+def adapter_config(model):
+    """{module name: its method and settings} of every PEFTModule: the metadata of an adapter file."""
+    return {name: module.config() for name, module in peft_modules(model)}
+
+
+def check_no_merged(model, what):
+    merged = [n for n, layer in adapter_layers(model) if layer.merged]
+    if merged:
+        raise RuntimeError(f"{len(merged)} adapter layers are merged into their base weights (e.g. {merged[0]}): "
+                           f"unmerge() them before {what}")
+
+
+def check_finite(state, where):
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{where}: tensors {bad[:5]} hold NaN or Inf (a diverged run?); refusing them")
+
+
 def save_adapter(model, path):
-    """Save the adapter weights alone as safetensors (kilobytes, not the whole model)."""
+    """Save the adapter weights alone as safetensors (kilobytes, not the whole model), with every adapted
+    module's method and settings in the file's metadata."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or pathlib.Path), got {type(path).__name__}")
+    if not peft_modules(model):
+        raise ValueError("the model holds no adapter to save: inject() a method first "
+                         "(save_adapter saves adapter weights, not a whole model)")
+    check_no_merged(model, "saving (a merged layer's ΔW is inside the base weight, which is not saved)")
     state = adapter_state_dict(model)
-    if not state:
-        raise ValueError("the model holds no adapter weights to save: inject() a method first")
-    save_file(state, str(path))
+    check_finite(state, "save_adapter")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save the adapter to {path}: the folder {directory} does not exist")
+    metadata = {"format": FILE_FORMAT, "config": json.dumps(adapter_config(model), sort_keys=True)}
+    save_file(state, str(path), metadata=metadata)
     return path
 
 
+def read_adapter_file(path):
+    """(tensors, config) of an adapter file; a clear error, naming the file, for anything else."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or pathlib.Path), got {type(path).__name__}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no adapter file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+        raise ValueError(f"{path} is not a readable safetensors file (truncated, or another format): {err}") from None
+    if metadata.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path} is not an adapter file written by save_adapter (its metadata has no "
+                         f"{FILE_FORMAT!r} format entry), so what it holds cannot be checked")
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{path}: the adapter configuration in its metadata is unreadable ({err})") from None
+    return state, config
+
+
 def load_adapter(model, path):
-    """Load weights saved by save_adapter into a model injected with the same method and targets."""
-    state = load_file(str(path))
+    """Load weights saved by save_adapter into a model injected with the same method, settings and targets.
+
+    Refused, with the model unchanged: a merged model (unmerge first), another method or other settings
+    (both named), missing or extra tensors, other shapes, NaN/Inf values, a corrupt file.
+    """
+    if not peft_modules(model):
+        raise ValueError("the model has no adapter to load into: inject() the same method and targets first")
+    check_no_merged(model, "loading (the loaded weights would not be the merged ones)")
+    state, config = read_adapter_file(path)
+    own_config = adapter_config(model)
+    if set(config) != set(own_config):
+        only_file, only_model = sorted(set(config) - set(own_config)), sorted(set(own_config) - set(config))
+        raise ValueError(f"adapter file {path} does not fit this model: it adapts {only_file[:3]} which this model "
+                         f"does not, and not {only_model[:3]} which this model does (inject the same method and "
+                         "target_modules first)")
+    diff = [n for n in sorted(config) if config[n] != own_config[n]]
+    if diff:
+        raise ValueError(f"adapter file {path} was saved from another configuration: at {diff[0]!r} the file holds "
+                         f"{config[diff[0]]} but this model has {own_config[diff[0]]} ({len(diff)} module(s) differ); "
+                         "inject the same method and settings first")
     own = adapter_state_dict(model)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise ValueError(f"adapter file {path} does not fit this model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]} (inject the same method and target_modules first)")
+    shapes = [f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}" for k, v in own.items()
+              if state[k].shape != v.shape]
+    if shapes:
+        raise ValueError(f"adapter file {path} does not fit this model: shapes differ ({shapes[:3]})")
+    check_finite(state, f"adapter file {path}")
     model.load_state_dict(state, strict=False)
     return model
 
 
 def merge_and_unload(model):
     """Merge every adapter into its base layer and put the plain base layer back: a normal model again."""
-    for name, layer in adapter_layers(model):
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("the model has no adapter layers to merge: inject() a method first")
+    for name, layer in layers:  # everything is checked before the first layer is merged
+        delta = None if layer.merged else layer.delta_weight().detach()
+        if delta is not None and not torch.isfinite(delta).all():
+            raise FloatingPointError(f"{name}: ΔW holds NaN or Inf; refusing to merge it")
+    for name, layer in layers:
         tied = [n for n, p in model.named_parameters(remove_duplicate=False)
                 if p is layer.base.weight and not n.startswith(name + ".")]
         if tied:  # e.g. GPT-2's lm_head shares its weight with the token embedding
             warnings.warn(f"{name}'s weight is tied to {tied}: merging its adapter changes those too")
         if not layer.merged:
             layer.merge()
-        _set_submodule(model, name, layer.base)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, layer.base)
     return model

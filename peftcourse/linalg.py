@@ -10,15 +10,23 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from . import validate
+
 
 def as_matrix(M):
     """A float64 2-D tensor (rank decisions in float32 are needlessly fragile for small examples)."""
-    M = torch.as_tensor(M)
+    try:
+        M = torch.as_tensor(M)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"expected a 2-D matrix (a tensor or nested lists of numbers), got {type(M).__name__}") from None
     if M.ndim != 2:
         raise ValueError(f"expected a 2-D matrix, got shape {tuple(M.shape)}")
     if not (M.dtype.is_floating_point or M.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise TypeError(f"expected a real matrix, got dtype {M.dtype}")
-    return M.detach().to("cpu", torch.float64)
+    M = M.detach().to("cpu", torch.float64)
+    if not torch.isfinite(M).all():
+        raise ValueError("the matrix contains NaN or Inf: its rank and singular values are undefined")
+    return M
 
 
 def singular_values(M):
@@ -34,14 +42,16 @@ def rank_tolerance(M, dtype=torch.float64):
     `dtype`: pass the dtype the matrix was computed in (float32 for a model's weights).
     """
     M = as_matrix(M)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a torch floating dtype (torch.float32, torch.float64), got {dtype!r}")
     sigma_max = singular_values(M)[0].item() if M.numel() else 0.0
     return sigma_max * max(M.shape) * torch.finfo(dtype).eps
 
 
 def numerical_rank(M, tol=None):
     """Number of singular values above `tol` (default: rank_tolerance(M)) = number of independent rows/columns."""
-    if tol is not None and (not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0):
-        raise ValueError(f"tol must be a non-negative number or None, got {tol!r}")
+    if tol is not None:
+        validate.number("tol", tol, 0, kind="a non-negative number or None")
     tol = rank_tolerance(M) if tol is None else tol
     return int((singular_values(M) > tol).sum())
 
@@ -85,30 +95,29 @@ def truncation_errors(M):
     Eckart–Young: ‖M − M_r‖² = σ_{r+1}² + σ_{r+2}² + ...: the energy in the dropped directions.
     """
     s2 = singular_values(M) ** 2
+    if s2.sum() == 0:
+        raise ValueError("the matrix is all zeros: an error relative to its norm is undefined (0/0)")
     tail = torch.cat([s2.flip(0).cumsum(0).flip(0), torch.zeros(1, dtype=s2.dtype)])
     return (tail / s2.sum()).sqrt()
 
 
 def _check_rank_arg(r, M):
     if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= min(M.shape):
-        raise ValueError(f"r must be an int in [1, min(m, n)] = [1, {min(M.shape)}] for a {tuple(M.shape)} matrix, got {r!r}")
+        raise ValueError(f"r must be an int in [1, min(m, n)] = [1, {min(M.shape)}] for a {tuple(M.shape)} matrix, "
+                         f"got {r!r}")
 
 
 def full_params(d, k=None):
     """Entries of a d × k weight matrix (k = d: square, the lecture's n²)."""
     k = d if k is None else k
-    for name, v in (("d", d), ("k", k)):
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return d * k
+    return validate.positive_int("d", d) * validate.positive_int("k", k)
 
 
 def lowrank_params(d, r, k=None):
     """Entries of B (d × r) plus A (r × k): r·(d + k), the lecture's n² ⇒ 2·r·n when d = k = n."""
     k = d if k is None else k
-    full = full_params(d, k)
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-        raise ValueError(f"r must be a positive int, got {r!r}")
+    full_params(d, k)
+    validate.positive_int("r", r)
     if r > min(d, k):
         raise ValueError(f"r={r} exceeds min(d, k) = {min(d, k)}: a rank-{r} factorisation of a {d}×{k} matrix does not exist")
     return r * (d + k)
@@ -127,6 +136,9 @@ class SubspaceModel(nn.Module):
 
     def __init__(self, model, d, seed=0):
         super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+        validate.int_in("seed", seed, 0, 2**63 - 1)
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         if not self.names:
             raise ValueError("the model has no trainable parameters to re-parametrise")
@@ -163,7 +175,12 @@ class SubspaceModel(nn.Module):
 
 def d90(dims, scores, full_score, fraction=0.9):
     """The smallest d whose score reaches `fraction` of the full-training score (Aghajanyan et al.'s d90), or None."""
-    if len(dims) != len(scores) or not dims:
-        raise ValueError(f"dims and scores must be non-empty and of equal length, got {len(dims)} and {len(scores)}")
+    if not isinstance(dims, (list, tuple)) or not isinstance(scores, (list, tuple)) or len(dims) != len(scores) or not dims:
+        raise ValueError("dims and scores must be non-empty lists of equal length")
+    for d, s in zip(dims, scores):
+        validate.positive_int("each d", d)
+        validate.number("each score", s)
+    validate.number("full_score", full_score)
+    validate.number("fraction", fraction, 0, 1, low_open=True)
     reached = [d for d, s in sorted(zip(dims, scores)) if s >= fraction * full_score]
     return reached[0] if reached else None

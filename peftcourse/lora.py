@@ -14,92 +14,116 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AdapterLayer, check_positive_int, linear_dims
+from . import validate
+from .base import AdapterLayer, linear_dims
 
 
-def check_lora_args(r, alpha, dropout, in_features, out_features):
-    check_positive_int("r", r)
+def check_lora_args(r, alpha, dropout, rslora, in_features, out_features):
+    validate.positive_int("r", r)
     if r > min(in_features, out_features):
         # rank(BA) <= min(in, out): a larger r adds parameters but no expressive power (peft allows it; we don't)
         raise ValueError(f"r={r} exceeds min(in_features, out_features) = min({in_features}, {out_features}); "
                          f"the rank of ΔW = BA can be at most {min(in_features, out_features)}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a positive number (peft's lora_alpha, e.g. 8 or 2*r), got {alpha!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    validate.positive_number("alpha", alpha, hint=" (peft's lora_alpha, e.g. 8 or 2*r)")
+    validate.probability("dropout", dropout)
+    validate.flag("rslora", rslora)
+
+
+def lora_scaling(alpha, r, rslora):
+    """s = α/r, or α/√r with rsLoRA (Kalajdzievski 2023: keeps the update's scale as r grows)."""
+    return alpha / math.sqrt(r) if rslora else alpha / r
+
+
+def lora_pair(r, in_features, out_features, weight):
+    """A (r × in) ~ kaiming_uniform(a=√5), as nn.Linear / peft: random, so that B gets gradients at once;
+    B (out × r) = 0, so ΔW = BA = 0 and training starts from the base model. On the base weight's device,
+    in validate.adapter_dtype (fp32 unless the base is fp64)."""
+    A = torch.empty(r, in_features)
+    nn.init.kaiming_uniform_(A, a=math.sqrt(5))
+    dtype = validate.adapter_dtype(weight)
+    return (nn.Parameter(A.to(weight.device, dtype)),
+            nn.Parameter(torch.zeros(out_features, r, device=weight.device, dtype=dtype)))
+
+
+def check_adapter_name(name):
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"adapter name must be a Python identifier like 'default' or 'task_b', got {name!r}")
+
+
+def active(table):
+    """A property reading the active adapter's entry of `table`: .A, .B, .scaling, ... under the paper's names."""
+    return property(lambda self: getattr(self, table)[self.active_adapter])
 
 
 class LoRALinear(AdapterLayer):
     """A frozen nn.Linear / GPT-2 Conv1D plus a trainable low-rank update ΔW = (α/r) · B A."""
 
+    method = "lora"
+
     def __init__(self, base, r, alpha, dropout=0.0, rslora=False, adapter_name="default"):
-        check_lora_args(r, alpha, dropout, *linear_dims(base)[:2])  # before super() freezes the base
+        check_adapter_name(adapter_name)
+        check_lora_args(r, alpha, dropout, rslora, *linear_dims(base)[:2])  # before super() freezes the base
         super().__init__(base)
         self.lora_A = nn.ParameterDict()   # adapter name -> A (r × in)
         self.lora_B = nn.ParameterDict()   # adapter name -> B (out × r)
         self.lora_dropout = nn.ModuleDict()
-        self.scalings = {}                 # adapter name -> α/r (or α/√r)
-        self.ranks = {}
+        self.settings = {}                 # adapter name -> {"r", "alpha", "rslora"}: what config() saves
         self.active_adapter = None
         self.add_adapter(adapter_name, r, alpha, dropout, rslora)
 
     # the active adapter's pieces, under the names the paper uses
-    @property
-    def A(self):
-        return self.lora_A[self.active_adapter]
-
-    @property
-    def B(self):
-        return self.lora_B[self.active_adapter]
-
-    @property
-    def scaling(self):
-        return self.scalings[self.active_adapter]
-
-    @property
-    def dropout(self):
-        return self.lora_dropout[self.active_adapter]
+    A, B, dropout = active("lora_A"), active("lora_B"), active("lora_dropout")
 
     @property
     def r(self):
-        return self.ranks[self.active_adapter]
+        return self.settings[self.active_adapter]["r"]
+
+    @property
+    def scaling(self):
+        return lora_scaling(**self.settings[self.active_adapter])
+
+    def check_add_adapter(self, name, r, alpha, dropout=0.0, rslora=False):
+        """Raise if add_adapter(...) would fail; change nothing."""
+        check_adapter_name(name)
+        if name in self.lora_A:
+            raise ValueError(f"this layer already has an adapter named {name!r}; adapters: {list(self.lora_A)}")
+        check_lora_args(r, alpha, dropout, rslora, self.in_features, self.out_features)
+        self.check_unmerged("adding an adapter")
 
     def add_adapter(self, name, r, alpha, dropout=0.0, rslora=False):
         """Add a fresh adapter `name` (A random, B = 0) and make it the active one."""
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"adapter name must be a Python identifier like 'default' or 'task_b', got {name!r}")
-        if name in self.lora_A:
-            raise ValueError(f"this layer already has an adapter named {name!r}; adapters: {list(self.lora_A)}")
-        check_lora_args(r, alpha, dropout, self.in_features, self.out_features)
-        A = torch.empty(r, self.in_features)
-        nn.init.kaiming_uniform_(A, a=math.sqrt(5))  # as nn.Linear / peft: A random so B gets gradients
-        B = torch.zeros(self.out_features, r)        # ΔW = BA = 0: training starts from the base model
-        # like peft: the base weight's device; fp32 unless the base is fp64 (fp16/bf16/4-bit bases get fp32 adapters)
-        weight = self.base.weight
-        dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
-        self.lora_A[name] = nn.Parameter(A.to(weight.device, dtype))
-        self.lora_B[name] = nn.Parameter(B.to(weight.device, dtype))
+        self.check_add_adapter(name, r, alpha, dropout, rslora)
+        self.lora_A[name], self.lora_B[name] = lora_pair(r, self.in_features, self.out_features, self.base.weight)
         self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.scalings[name] = alpha / math.sqrt(r) if rslora else alpha / r
-        self.ranks[name] = r
+        self.settings[name] = {"r": r, "alpha": alpha, "rslora": rslora}
         self.set_adapter(name)
+
+    def check_unmerged(self, what):
+        if self.merged:
+            raise RuntimeError(f"adapter {self.active_adapter!r} is merged into the base weight; unmerge() before {what}")
+
+    def check_set_adapter(self, name):
+        """Raise if set_adapter(name) would fail; change nothing."""
+        if name not in self.lora_A:
+            raise ValueError(f"no adapter named {name!r} on this layer; adapters: {list(self.lora_A)}")
+        self.check_unmerged("switching")
 
     def set_adapter(self, name):
         """Make `name` the adapter that forward/merge use; like peft, only the active one is trainable."""
-        if name not in self.lora_A:
-            raise ValueError(f"no adapter named {name!r} on this layer; adapters: {list(self.lora_A)}")
-        if self.merged:
-            raise RuntimeError(f"adapter {self.active_adapter!r} is merged into the base weight; unmerge() before switching")
+        self.check_set_adapter(name)
         self.active_adapter = name
         for n in self.lora_A:
             self.lora_A[n].requires_grad_(n == name)
             self.lora_B[n].requires_grad_(n == name)
 
+    def config(self):
+        return {"method": self.method, "adapters": self.settings}
+
     def delta_weight(self):
         """ΔW = s · B A in nn.Linear layout (out × in)."""
         return (self.B @ self.A) * self.scaling
 
-    def adapter_forward(self, x):
+    def adapter_forward(self, x, base_out=None):
         """s · B (A drop(x)) as two thin matmuls: (in → r → out), never the out × in matrix ΔW."""
         x = self.dropout(x.to(self.A.dtype))
         return F.linear(F.linear(x, self.A), self.B) * self.scaling
@@ -118,27 +142,32 @@ class FusedLoRALinear(AdapterLayer):
     False, True]): every enabled block gets its own rank-r pair (A_i, B_i); the other blocks get no update.
     """
 
+    method = "fused_lora"
+
     def __init__(self, base, r, alpha, enable=("q", "v"), parts=("q", "k", "v"), dropout=0.0, rslora=False):
         n_in, n_out, _ = linear_dims(base)
-        if not parts or n_out % len(parts):
-            raise ValueError(f"out_features={n_out} does not split into {len(parts)} equal blocks {tuple(parts)}")
-        enable = (enable,) if isinstance(enable, str) else tuple(enable)
-        unknown = [p for p in enable if p not in parts]
-        if not enable or unknown or len(set(enable)) != len(enable):
-            raise ValueError(f"enable must name distinct blocks among {tuple(parts)}, got {enable!r}")
-        self.block = n_out // len(parts)
-        check_lora_args(r, alpha, dropout, n_in, self.block)
+        parts = (parts,) if isinstance(parts, str) else tuple(parts) if isinstance(parts, (list, tuple)) else parts
+        if (not isinstance(parts, tuple) or not parts or not all(isinstance(p, str) and p for p in parts)
+                or len(set(parts)) != len(parts)):
+            raise ValueError(f"parts must be distinct non-empty block names such as ('q', 'k', 'v'), got {parts!r}")
+        if n_out % len(parts):
+            raise ValueError(f"out_features={n_out} does not split into {len(parts)} equal blocks {parts}")
+        enable = (enable,) if isinstance(enable, str) else tuple(enable) if isinstance(enable, (list, tuple)) else enable
+        if not isinstance(enable, tuple) or not enable or any(p not in parts for p in enable) or len(set(enable)) != len(enable):
+            raise ValueError(f"enable must name distinct blocks among {parts}, got {enable!r}")
+        block = n_out // len(parts)
+        check_lora_args(r, alpha, dropout, rslora, n_in, block)
         super().__init__(base)
-        self.parts, self.enable, self.r = tuple(parts), enable, r
-        self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
+        self.block, self.parts, self.enable, self.r = block, parts, enable, r
+        self.settings = {"r": r, "alpha": alpha, "rslora": rslora}
+        self.scaling = lora_scaling(**self.settings)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A, self.lora_B = nn.ParameterDict(), nn.ParameterDict()
-        dtype = torch.float64 if base.weight.dtype == torch.float64 else torch.float32
         for p in enable:  # the same init as LoRALinear, one pair per enabled block
-            A = torch.empty(r, n_in)
-            nn.init.kaiming_uniform_(A, a=math.sqrt(5))
-            self.lora_A[p] = nn.Parameter(A.to(base.weight.device, dtype))
-            self.lora_B[p] = nn.Parameter(torch.zeros(self.block, r, device=base.weight.device, dtype=dtype))
+            self.lora_A[p], self.lora_B[p] = lora_pair(r, n_in, block, base.weight)
+
+    def config(self):
+        return {"method": self.method, **self.settings, "enable": list(self.enable), "parts": list(self.parts)}
 
     def delta_weight(self):
         """The blocks' updates stacked in output order; zero rows for blocks that are not adapted."""
@@ -147,7 +176,7 @@ class FusedLoRALinear(AdapterLayer):
                 else ref.new_zeros(self.block, self.in_features) for p in self.parts]
         return torch.cat(rows)
 
-    def adapter_forward(self, x):
+    def adapter_forward(self, x, base_out=None):
         x = self.dropout(x.to(next(iter(self.lora_A.values())).dtype))
         outs = [F.linear(F.linear(x, self.lora_A[p]), self.lora_B[p]) * self.scaling if p in self.enable
                 else x.new_zeros(*x.shape[:-1], self.block) for p in self.parts]
@@ -163,13 +192,16 @@ def inject_gpt2_attention(model, weights, r, alpha, **kwargs):
     q, k, v are blocks of the fused c_attn (FusedLoRALinear); o is attn.c_proj (LoRALinear). The lecture's
     "Which Weight Matrices?" table compares them at an equal budget: ("q",) at r=8 = ("q", "v") at r=4 = all at r=2.
     """
-    from .inject import inject
-    weights = (weights,) if isinstance(weights, str) else tuple(weights)
-    if not weights or set(weights) - set("qkvo") or len(set(weights)) != len(weights):
+    from .inject import build_layers, replace_layers
+    weights = (weights,) if isinstance(weights, str) else tuple(weights) if isinstance(weights, (list, tuple)) else weights
+    if (not isinstance(weights, tuple) or not weights or set(weights) - set("qkvo")
+            or len(set(weights)) != len(weights)):
         raise ValueError(f"weights must be distinct names among 'q', 'k', 'v', 'o', got {weights!r}")
     qkv = tuple(w for w in "qkv" if w in weights)
-    if qkv:
-        inject(model, FusedLoRALinear, ["c_attn"], r=r, alpha=alpha, enable=qkv, **kwargs)
+    # both sets of layers are built (every argument checked) before either is put into the model
+    plans = [build_layers(model, FusedLoRALinear, ["c_attn"], r=r, alpha=alpha, enable=qkv, **kwargs)] if qkv else []
     if "o" in weights:
-        inject(model, "lora", ["attn.c_proj"], r=r, alpha=alpha, **kwargs)
+        plans.append(build_layers(model, LoRALinear, ["attn.c_proj"], r=r, alpha=alpha, **kwargs))
+    for plan in plans:
+        replace_layers(model, plan)
     return model

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import validate
+
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1, "int4": 0.5, "nf4": 0.5, "fp4": 0.5}
 # optimizer state bytes per trainable parameter: AdamW keeps two moments (m, v)
 OPTIMIZER_BYTES = {"adamw": 8, "adam": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2, "paged_adamw_32bit": 8,
@@ -21,6 +23,15 @@ class Recipe:
     name: str
     base_bytes: float
     trainable_bytes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {type(self.name).__name__}")
+        validate.number("base_bytes", self.base_bytes, 0)
+        if not isinstance(self.trainable_bytes, dict):
+            raise TypeError(f"trainable_bytes must be a {{item: bytes}} dict, got {type(self.trainable_bytes).__name__}")
+        for item, b in self.trainable_bytes.items():
+            validate.number(f"trainable_bytes[{item!r}]", b, 0)
 
     @property
     def bytes_per_trainable(self):
@@ -37,9 +48,7 @@ LECTURE_QLORA = Recipe("QLoRA (lecture)", base_bytes=0.5,
 
 
 def _check_choice(kind, value, table):
-    if value not in table:
-        raise ValueError(f"unknown {kind} {value!r}: use one of {sorted(table)}")
-    return table[value]
+    return table[validate.choice(kind, value, sorted(table))]
 
 
 def recipe(method, weight_dtype="fp32", trainable_dtype="fp32", optimizer="adamw", master_weights=None):
@@ -48,8 +57,9 @@ def recipe(method, weight_dtype="fp32", trainable_dtype="fp32", optimizer="adamw
     master_weights: keep an fp32 copy of 16-bit trainable weights (mixed precision); default: on
     when the trainable dtype is 16-bit.
     """
-    if method not in ("full", "lora", "qlora"):
-        raise ValueError(f"unknown method {method!r}: use 'full', 'lora' or 'qlora'")
+    validate.choice("method", method, ("full", "lora", "qlora"))
+    if master_weights is not None:
+        validate.flag("master_weights", master_weights)
     if method == "qlora":
         weight_dtype = "nf4"
     w = _check_choice("dtype", weight_dtype, DTYPE_BYTES)
@@ -71,16 +81,18 @@ def estimate(n_params, recipe, trainable=None):
     n_params: parameters of the base model. trainable: number of trainable parameters, or a
     fraction in (0, 1] of n_params; default all of them (full fine-tuning).
     """
-    if not isinstance(n_params, (int, float)) or isinstance(n_params, bool) or n_params <= 0:
-        raise ValueError(f"n_params must be a positive number, got {n_params!r}")
+    validate.positive_number("n_params", n_params)
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a Recipe (e.g. memory.recipe('lora') or LECTURE_QLORA), got {type(recipe).__name__}")
     if trainable is None:
         n_trainable = n_params
-    elif isinstance(trainable, float) and 0 < trainable <= 1:
-        n_trainable = trainable * n_params
-    elif isinstance(trainable, (int, float)) and not isinstance(trainable, bool) and trainable >= 1:
-        n_trainable = trainable
     else:
-        raise ValueError(f"trainable must be a count >= 1 or a fraction in (0, 1], got {trainable!r}")
+        validate.positive_number("trainable (a count >= 1 or a fraction in (0, 1])", trainable)
+        # a float up to 1 is a fraction of n_params; anything else a count (1 means one parameter only as an int)
+        n_trainable = trainable * n_params if isinstance(trainable, float) and trainable <= 1 else trainable
+        if not isinstance(trainable, float) and trainable < 1 or n_trainable > n_params:
+            raise ValueError(f"trainable must be a count in [1, n_params={n_params:,}] or a fraction in (0, 1], "
+                             f"got {trainable!r}")
     out = {"base weights": n_params * recipe.base_bytes}
     for item, b in recipe.trainable_bytes.items():
         out[item] = n_trainable * b
@@ -90,11 +102,14 @@ def estimate(n_params, recipe, trainable=None):
 
 def gb(n_bytes):
     """Bytes to GB (10^9, as the lecture counts)."""
-    return n_bytes / 1e9
+    return validate.number("n_bytes", n_bytes, 0) / 1e9
 
 
 def format_estimate(est, unit="GB"):
-    scale = {"GB": 1e9, "MB": 1e6, "KB": 1e3, "B": 1}[unit]
+    scales = {"GB": 1e9, "MB": 1e6, "KB": 1e3, "B": 1}
+    scale = scales[validate.choice("unit", unit, list(scales))]
+    if not isinstance(est, dict) or not est:
+        raise TypeError(f"est must be the dict estimate() returns, got {type(est).__name__}")
     width = max(len(k) for k in est)
     return "\n".join(f"{k:<{width}}  {v / scale:>10.3f} {unit}" for k, v in est.items())
 

@@ -25,7 +25,8 @@ import math
 import torch
 from torch import nn
 
-from .base import AdapterLayer, check_positive_int
+from . import validate
+from .base import AdapterLayer, linear_dims
 
 MORA_TYPES = {1: "sharing", 6: "rotation", "truncation": "truncation", "decoupling": "decoupling"}
 _BY_NAME = {"sharing": 1, "rotation": 6, "truncation": "truncation", "decoupling": "decoupling"}
@@ -66,32 +67,35 @@ def rope_angles(n_blocks, r_hat):
 class MoRALinear(AdapterLayer):
     """W0 x + decompress(M · compress(dropout(x))), with one trainable square M (r̂ x r̂)."""
 
+    method = "mora"
+
     def __init__(self, base, r, mora_type=6, dropout=0.0):
-        super().__init__(base)
-        check_positive_int("r", r)
-        if r > min(self.in_features, self.out_features):
-            raise ValueError(f"r={r} is larger than the layer allows (min(in, out) = "
-                             f"{min(self.in_features, self.out_features)}): r is the LoRA rank whose "
-                             "parameter count MoRA matches, so it must be at most min(in_features, out_features)")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.mora_type = normalise_type(mora_type)
-        self.type_name = MORA_TYPES[self.mora_type]
-        self.r = r
-        self.r_hat = mora_rank(self.in_features, self.out_features, r, self.mora_type)
-        if self.r_hat < (2 if self.mora_type == 6 else 1):
-            raise ValueError(f"r̂={self.r_hat} is too small for mora_type {self.mora_type!r} on a "
-                             f"{self.in_features}->{self.out_features} layer: use a larger r")
+        n_in, n_out, _ = linear_dims(base)
+        validate.positive_int("r", r)
+        if r > min(n_in, n_out):
+            raise ValueError(f"r={r} is larger than the layer allows (min(in, out) = {min(n_in, n_out)}): r is the "
+                             "LoRA rank whose parameter count MoRA matches, so it must be at most "
+                             "min(in_features, out_features)")
+        validate.probability("dropout", dropout)
+        mora_type = normalise_type(mora_type)
+        r_hat = mora_rank(n_in, n_out, r, mora_type)
+        if r_hat < (2 if mora_type == 6 else 1):
+            raise ValueError(f"r̂={r_hat} is too small for mora_type {mora_type!r} on a {n_in}->{n_out} layer: "
+                             "use a larger r")
+        super().__init__(base)  # every argument is checked: now the base layer may be frozen
+        self.mora_type, self.type_name, self.r, self.r_hat = mora_type, MORA_TYPES[mora_type], r, r_hat
         weight = self.base.weight  # like LoRA: on the base's device, fp32 unless the base is fp64
-        dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
-        self.M = nn.Parameter(torch.zeros(self.r_hat, self.r_hat, device=weight.device, dtype=dtype))  # no-op at start
+        self.M = nn.Parameter(torch.zeros(r_hat, r_hat, device=weight.device, dtype=validate.adapter_dtype(weight)))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         # blocks of r̂ that cover the (wrap-padded) input; L = their total length
-        self.n_blocks = math.ceil(self.in_features / self.r_hat)
-        self.padded_in = self.n_blocks * self.r_hat
-        cos, sin = rope_angles(self.n_blocks, self.r_hat)
+        self.n_blocks = math.ceil(self.in_features / r_hat)
+        self.padded_in = self.n_blocks * r_hat
+        cos, sin = rope_angles(self.n_blocks, r_hat)
         self.register_buffer("cos", cos.to(weight.device), persistent=False)  # fixed, recomputed: not part of the adapter
         self.register_buffer("sin", sin.to(weight.device), persistent=False)
+
+    def config(self):
+        return {"method": self.method, "r": self.r, "mora_type": self.mora_type}
 
     def pad_index(self):
         """Padded position p reads input feature p mod in (the reference pads by wrapping x's first features)."""
@@ -119,7 +123,7 @@ class MoRALinear(AdapterLayer):
         rows = torch.arange(self.out_features, device=flat.device) % flat.shape[-1]
         return flat[..., rows]
 
-    def adapter_forward(self, x):
+    def adapter_forward(self, x, base_out=None):
         return self.decompress(self.compress(self.dropout(x)) @ self.M.T)
 
     def rotations(self):
@@ -151,18 +155,6 @@ class MoRALinear(AdapterLayer):
                 f"mora_type={self.mora_type!r} ({self.type_name})")
 
 
-# The paper's Table 2 (lecture: "Performance of MoRA"): character accuracy (%) of memorizing 10k UUID
-# pairs with LLaMA-2 7B after 300, 500, 700 and 900 training steps. Rows: (method, rank, accuracies).
-PAPER_UUID_STEPS = (300, 500, 700, 900)
-PAPER_UUID_TABLE = (
-    ("FFT", "-", (42.5, 100, 100, 100)),
-    ("LoRA", 8, (9.9, 10.0, 10.7, 54.2)),
-    ("MoRA", 8, (10.1, 15.7, 87.4, 100)),
-    ("LoRA", 256, (9.9, 70.6, 100, 100)),
-    ("MoRA", 256, (41.6, 100, 100, 100)),
-)
-
-
 def accuracy_table(rows, metric="char_acc", title="measured here"):
     """A text table laid out like the paper's Table 2: one row per run, one column per evaluation step.
 
@@ -178,13 +170,4 @@ def accuracy_table(rows, metric="char_acc", title="measured here"):
         if run_steps != steps:
             raise ValueError(f"{method} r={rank} was evaluated at steps {run_steps}, the others at {steps}")
         lines.append(f"{method:<8}{rank!s:>6}{params:>12,}" + "".join(f"{100 * v:>8.1f}" for v in values))
-    return "\n".join(lines)
-
-
-def paper_table():
-    """The paper's Table 2 as text, for printing next to accuracy_table()."""
-    lines = ["paper (LLaMA-2 7B, 10k pairs): character accuracy (%) after ... steps",
-             f"{'method':<8}{'rank':>6}{'':>12}" + "".join(f"{s:>8}" for s in PAPER_UUID_STEPS)]
-    for method, rank, values in PAPER_UUID_TABLE:
-        lines.append(f"{method:<8}{rank!s:>6}{'':>12}" + "".join(f"{v:>8.1f}" for v in values))
     return "\n".join(lines)

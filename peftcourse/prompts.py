@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from .base import PEFTModule, check_positive_int
+from . import validate
+from .base import PEFTModule
 
 
 def check_virtual_tokens(model, n_virtual_tokens, seq_len=0):
@@ -25,12 +26,20 @@ def check_virtual_tokens(model, n_virtual_tokens, seq_len=0):
     if not hasattr(model, "get_input_embeddings") or not hasattr(model, "config"):
         raise TypeError(f"prompt/prefix tuning wraps a transformers causal LM (e.g. TinyGPT's GPT2LMHeadModel), "
                         f"got {type(model).__name__}")
-    check_positive_int("n_virtual_tokens", n_virtual_tokens)
+    validate.positive_int("n_virtual_tokens", n_virtual_tokens)
     n_ctx = model.config.max_position_embeddings
     if n_virtual_tokens + max(seq_len, 1) > n_ctx:
         raise ValueError(f"n_virtual_tokens={n_virtual_tokens} + sequence length {max(seq_len, 1)} exceeds the "
                          f"model's context of {n_ctx} positions: the virtual tokens take positions too; "
                          f"use fewer virtual tokens or shorter sequences")
+
+
+def check_input_ids(input_ids):
+    """(batch, seq_len) of a 2-D integer tensor of token ids."""
+    if not torch.is_tensor(input_ids) or input_ids.dim() != 2 or input_ids.is_floating_point():
+        raise TypeError("input_ids must be a 2-D integer tensor (batch, seq_len) of token ids, got "
+                        f"{type(input_ids).__name__} {tuple(getattr(input_ids, 'shape', ()))}")
+    return input_ids.shape
 
 
 def freeze(model):
@@ -58,21 +67,23 @@ class PromptTuning(PEFTModule):
     def __init__(self, model, n_virtual_tokens, init="vocab"):
         super().__init__()
         check_virtual_tokens(model, n_virtual_tokens)
-        freeze(model)
-        self.base = model
-        self.n_virtual_tokens = n_virtual_tokens
+        validate.choice("init", init, ("vocab", "random"))  # 'vocab': sampled token embeddings
         wte = model.get_input_embeddings()
         if init == "vocab":
             ids = torch.randint(0, wte.num_embeddings, (n_virtual_tokens,), device=wte.weight.device)
             prompt = wte.weight[ids].detach().clone().float()
-        elif init == "random":
-            prompt = torch.randn(n_virtual_tokens, wte.embedding_dim, device=wte.weight.device)
         else:
-            raise ValueError(f"unknown init {init!r}: use 'vocab' (sampled token embeddings) or 'random'")
+            prompt = torch.randn(n_virtual_tokens, wte.embedding_dim, device=wte.weight.device)
+        freeze(model)  # every argument is checked: now the caller's model may be frozen
+        self.base = model
+        self.n_virtual_tokens, self.init = n_virtual_tokens, init
         self.prompt = nn.Parameter(prompt)  # (n, d_model): the only trainable weights
 
+    def config(self):
+        return {"method": "prompt_tuning", "n_virtual_tokens": self.n_virtual_tokens}
+
     def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
-        batch, seq_len = input_ids.shape
+        batch, seq_len = check_input_ids(input_ids)
         check_virtual_tokens(self.base, self.n_virtual_tokens, seq_len)
         embeds = self.base.get_input_embeddings()(input_ids)
         prompt = self.prompt.to(embeds.dtype).expand(batch, -1, -1)
@@ -92,22 +103,29 @@ class PrefixTuning(PEFTModule):
     def __init__(self, model, n_virtual_tokens, projection=False, encoder_hidden_size=None):
         super().__init__()
         check_virtual_tokens(model, n_virtual_tokens)
-        freeze(model)
-        self.base = model
+        validate.flag("projection", projection)
         cfg = model.config
-        self.n_virtual_tokens, self.n_layers, self.n_heads = n_virtual_tokens, cfg.num_hidden_layers, cfg.num_attention_heads
         d = cfg.hidden_size
+        if projection:
+            hidden = validate.positive_int("encoder_hidden_size", d if encoder_hidden_size is None else encoder_hidden_size)
+        elif encoder_hidden_size is not None:
+            raise ValueError("encoder_hidden_size is the size of the reparameterising MLP: it needs projection=True")
+        freeze(model)  # every argument is checked: now the caller's model may be frozen
+        self.base = model
+        self.n_virtual_tokens, self.n_layers, self.n_heads = n_virtual_tokens, cfg.num_hidden_layers, cfg.num_attention_heads
+        self.projection = projection
         kv_size = self.n_layers * 2 * d  # a key and a value vector of size d per layer
         if projection:
-            hidden = d if encoder_hidden_size is None else encoder_hidden_size
-            check_positive_int("encoder_hidden_size", hidden)
             self.prefix = nn.Parameter(torch.randn(n_virtual_tokens, d))  # N(0, 1) as peft's nn.Embedding
             self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, kv_size))
         else:
-            if encoder_hidden_size is not None:
-                raise ValueError("encoder_hidden_size is the size of the reparameterising MLP: it needs projection=True")
             self.prefix = nn.Parameter(torch.randn(n_virtual_tokens, kv_size))
             self.mlp = None
+
+    def config(self):
+        hidden = self.mlp[0].out_features if self.mlp is not None else None
+        return {"method": "prefix_tuning", "n_virtual_tokens": self.n_virtual_tokens, "projection": self.projection,
+                "encoder_hidden_size": hidden}
 
     def key_values(self, batch):
         """One (key, value) per layer, each (batch, heads, n_virtual_tokens, head_dim), in peft's layout."""
@@ -117,7 +135,7 @@ class PrefixTuning(PEFTModule):
         return [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv]
 
     def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
-        batch, seq_len = input_ids.shape
+        batch, seq_len = check_input_ids(input_ids)
         check_virtual_tokens(self.base, self.n_virtual_tokens, seq_len)
         # A fresh cache every call: attention layers append the real tokens' keys/values to it.
         # The model then counts the prefix as n tokens already seen, so real tokens get positions n, n+1, ...

@@ -89,9 +89,11 @@ class QLoRALinear(LoRALinear):
     """LoRA (peftcourse.lora.LoRALinear, unchanged) on top of an NF4-quantized copy of the base layer.
 
     The full-precision base is quantized once here and dropped; forward = NF4 base (dequantized on
-    the fly) + s·B·A·drop(x). Merging has to re-quantize, so it changes the outputs (see merge()).
+    the fly) + s·B·A·drop(x). Merging has to re-quantize, so it changes the outputs (see add_to_base()).
     quant_type="fp4" / "int8" (with double_quant=False) give the other rows of the paper's Table 3.
     """
+
+    method = "qlora"
 
     def __init__(self, base, r=8, alpha=8, dropout=0.0, rslora=False, adapter_name="default",
                  quant_type="nf4", blocksize=64, double_quant=True, compute_dtype=torch.float32):

@@ -15,6 +15,8 @@ the same table, the same rounding, the same packing. The tests check it.
 import torch
 from torch import nn
 
+from . import validate
+
 # bitsandbytes' outermost probability, 1 − ½(1/30 + 1/32) = 0.96770833… rounded to 7 digits.
 # Its NF4 table was generated from this rounded value (the exact fraction moves the table by 3e-7).
 NF4_OFFSET = 0.9677083
@@ -98,8 +100,7 @@ def check_weight(w):
 
 
 def check_blocksize(blocksize, allowed=None):
-    if not isinstance(blocksize, int) or isinstance(blocksize, bool) or blocksize <= 0:
-        raise ValueError(f"blocksize must be a positive int, got {blocksize!r}")
+    validate.positive_int("blocksize", blocksize)
     if allowed is not None and blocksize not in allowed:
         raise ValueError(f"blocksize {blocksize} is not supported: bitsandbytes' 4-bit formats take one of {allowed}")
 
@@ -161,12 +162,16 @@ def quantize_absmax(w, bits=8, blocksize=None):
     6 bits, so the symmetric int4 range ±7 is used, as bitsandbytes' "int4" table does.)
     """
     check_weight(w)
-    if bits not in range(2, 9):
-        raise ValueError(f"bits must be an int from 2 to 8, got {bits!r}")
-    blocksize = w.numel() if blocksize is None else blocksize
-    check_blocksize(blocksize)
+    validate.int_in("bits", bits, 2, 8)
+    if blocksize is not None:
+        check_blocksize(blocksize)
+    # one block covers at most the whole tensor: a larger block would only add padding zeros
+    blocksize = w.numel() if blocksize is None else min(blocksize, w.numel())
     blocks, absmax = split_blocks(w.detach().reshape(-1).float(), blocksize)
-    c = (2 ** (bits - 1) - 1) / absmax.clamp(min=1e-38)  # an all-zero block keeps q = 0
+    levels = 2 ** (bits - 1) - 1
+    # an all-zero or tiny (subnormal) block would get c = levels/absmax = inf (then 0·inf = NaN): c is capped
+    # at half the largest float32, so such a block stores q = 0 or a few small levels and dequantizes finitely
+    c = levels / absmax.clamp(min=2 * levels / torch.finfo(torch.float32).max)
     q = torch.round(blocks * c[:, None]).to(torch.int8).flatten()[: w.numel()]
     return AbsmaxQuantized(q, c, w.shape, w.dtype, bits, blocksize)
 
@@ -252,6 +257,8 @@ def quantize_4bit(w, code, blocksize=64, double_quant=False):
     """Blockwise absmax + nearest value of a sorted code with at most 16 levels (NF4, FP4, int4)."""
     check_weight(w)
     check_blocksize(blocksize, BNB_BLOCKSIZES)
+    validate.flag("double_quant", double_quant)
+    validate.tensor("code", code, dims=1)
     if code.numel() > 16 or not bool((code[1:] > code[:-1]).all()):
         raise ValueError(f"a 4-bit code is at most 16 strictly increasing values, got {code.numel()}")
     n = w.numel()
@@ -284,26 +291,40 @@ FORMATS = {"int4": lambda w, blocksize: quantize_absmax(w, 4, blocksize), "fp4":
 
 
 def as_tensor_list(weights):
+    """One tensor, a list of them or a {name: tensor} dict, as a non-empty list of tensors."""
     if torch.is_tensor(weights):
         return [weights]
-    return list(weights.values()) if isinstance(weights, dict) else list(weights)
+    if not isinstance(weights, (dict, list, tuple)):
+        raise TypeError(f"weights must be a tensor, a list of tensors or a {{name: tensor}} dict, got {type(weights).__name__}")
+    tensors = list(weights.values()) if isinstance(weights, dict) else list(weights)
+    if not tensors:
+        raise ValueError("no weights given: pass at least one tensor")
+    for w in tensors:
+        check_weight(w)
+    return tensors
 
 
 def relative_error(tensors, quantized):
     """sqrt(Σ(ŵ − w)² / Σ w²) over matching lists of tensors and their quantized versions."""
     err = sum(float((q.dequantize(torch.float32) - w.float()).pow(2).sum()) for w, q in zip(tensors, quantized))
-    return (err / sum(float(w.float().pow(2).sum()) for w in tensors)) ** 0.5
+    norm = sum(float(w.float().pow(2).sum()) for w in tensors)
+    if norm == 0:
+        raise ValueError("the weights are all zero: an error relative to their size is undefined (0/0)")
+    return (err / norm) ** 0.5
 
 
 def quantization_error(weights, quantize):
     """Relative RMS round-trip error over one tensor or several (a list or a {name: tensor} dict),
     each quantized on its own by quantize(w) -> an object with .dequantize()."""
     tensors = as_tensor_list(weights)
+    if not callable(quantize):
+        raise TypeError(f"quantize must be a function w -> quantized object (e.g. quantize_nf4), got {type(quantize).__name__}")
     return relative_error(tensors, [quantize(w) for w in tensors])
 
 
 def format_errors(weights, blocksize=64):
     """{"int4", "fp4", "nf4"}: relative RMS round-trip error of each 4-bit format, same blocks."""
+    check_blocksize(blocksize, BNB_BLOCKSIZES)
     return {name: quantization_error(weights, lambda w: fn(w, blocksize)) for name, fn in FORMATS.items()}
 
 
@@ -311,6 +332,11 @@ def blocksize_sweep(weights, blocksizes=BNB_BLOCKSIZES, double_quant=False):
     """NF4 at each block size: [(blocksize, overhead bits per weight, relative RMS error)]; the overhead
     is measured from the stored constants of every tensor, weighted by its size."""
     tensors = as_tensor_list(weights)
+    if not isinstance(blocksizes, (list, tuple)) or not blocksizes:
+        raise ValueError(f"blocksizes must be a non-empty list of block sizes from {BNB_BLOCKSIZES}, got {blocksizes!r}")
+    for b in blocksizes:
+        check_blocksize(b, BNB_BLOCKSIZES)
+    validate.flag("double_quant", double_quant)
     n = sum(w.numel() for w in tensors)
     rows = []
     for b in blocksizes:

@@ -10,11 +10,28 @@ import math
 import resource
 import sys
 import time
+from contextlib import contextmanager
 
 import torch
 from tqdm.auto import tqdm
 
+from . import validate
 from .runtime import get_device, seed_everything, DEFAULT_SEED
+
+
+@contextmanager
+def eval_mode(model):
+    """Evaluate in eval mode (no dropout) and without gradients; put the model back in the mode it
+    was in afterwards, also when the evaluation raises. Every evaluation helper uses it."""
+    if not hasattr(model, "training") or not callable(getattr(model, "train", None)):
+        raise TypeError(f"eval_mode needs a torch nn.Module, got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 class History:
@@ -116,6 +133,31 @@ def make_optimizer(params, name, lr, weight_decay):
     raise ValueError(f"unknown optimizer {name!r}: use 'adamw', 'adam', 'sgd' or a callable params -> optimizer")
 
 
+def check_train_args(model, data, steps, lr, loss_fn, optimizer, weight_decay, schedule, warmup, clip,
+                     eval_fn, eval_every, seed, progress):
+    """Every option of train(), checked before the model is touched."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    if isinstance(data, dict) or torch.is_tensor(data) or not hasattr(data, "__iter__"):
+        raise TypeError(f"data must be an iterable of batches (a list or a DataLoader), got one "
+                        f"{type(data).__name__}; wrap a single batch in a list: [batch]")
+    validate.positive_int("steps", steps)
+    validate.positive_number("lr", lr)
+    validate.number("weight_decay", weight_decay, 0)
+    validate.choice("schedule", schedule, ("constant", "cosine"))
+    validate.int_in("warmup (steps of linear warm-up)", warmup, 0, steps)
+    validate.number("clip (the gradient-norm limit; 0 switches clipping off)", clip, 0)
+    if eval_every is not None:
+        validate.positive_int("eval_every", eval_every)
+    for name, fn in (("eval_fn", eval_fn), ("loss_fn", loss_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a function or None, got {type(fn).__name__}")
+    if not callable(optimizer):
+        validate.choice("optimizer", optimizer, ("adamw", "adam", "sgd"))
+    validate.int_in("seed", seed, 0, 2**32 - 1)
+    validate.flag("progress", progress)
+
+
 def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weight_decay=0.0,
           schedule="constant", warmup=0, clip=1.0, eval_fn=None, eval_every=None,
           seed=DEFAULT_SEED, device=None, progress=True, desc="train"):
@@ -124,14 +166,8 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
     eval_fn(model) -> dict of metrics runs every `eval_every` steps and after the last step,
     in eval mode and without gradients. Returns a History. A NaN/Inf loss stops the run.
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"unknown schedule {schedule!r}: use 'constant' or 'cosine'")
-    if eval_every is not None and (not isinstance(eval_every, int) or eval_every <= 0):
-        raise ValueError(f"eval_every must be a positive int or None, got {eval_every!r}")
+    check_train_args(model, data, steps, lr, loss_fn, optimizer, weight_decay, schedule, warmup, clip,
+                     eval_fn, eval_every, seed, progress)
     seed_everything(seed)
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
@@ -153,10 +189,8 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
     history = History()
 
     def run_eval(step):
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model):
             metrics = eval_fn(model)
-        model.train()
         if not isinstance(metrics, dict):
             raise TypeError(f"eval_fn must return a dict of metrics, got {type(metrics).__name__}")
         history.evals.append({"step": step, **metrics})
@@ -172,12 +206,17 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
         loss = compute_loss(model, batch, loss_fn)
         value = loss.item()
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at step {step} (lr={lr}): stopping instead of "
-                                     "training on; lower the learning rate or check the inputs")
+            raise FloatingPointError(f"loss became {value} at step {step} (lr={lr}, clip={clip}): stopping instead of "
+                                     "training on; lower the learning rate, clip gradients or check the inputs")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
+        if all(p.grad is None for p in params):
+            raise ValueError(f"no trainable parameter got a gradient at step {step}: the loss does not depend on "
+                             f"the {len(params)} trainable tensors (are the adapted layers used by the forward pass?)")
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else math.inf)
+        if not torch.isfinite(norm):
+            raise FloatingPointError(f"the gradient norm became {norm.item()} at step {step} (lr={lr}, clip={clip}): "
+                                     "stopping before the weights turn NaN; lower the learning rate or check the inputs")
         opt.step()
         sched.step()
         history.records.append({"step": step, "loss": value, "time_s": time.perf_counter() - start,

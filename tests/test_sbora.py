@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
-from peftcourse import inject, load_adapter, save_adapter, sbora, trainable_report
+from peftcourse import inject, load_adapter, papers, save_adapter, sbora, trainable_report
 from peftcourse.inject import adapter_layers, adapter_state_dict
 from peftcourse.lora import LoRALinear
 from peftcourse.sbora import SBoRALinear, inject_task, merge_tasks, task_indices
@@ -229,7 +229,7 @@ LLAMA_SHAPES = {"LLaMA-7B": [(4096, 4096)] * 3 + [(4096, 11008), (11008, 4096)],
                 "LLaMA3-8B": [(4096, 4096), (4096, 1024), (4096, 1024), (4096, 14336), (14336, 4096)]}
 
 
-@pytest.mark.parametrize("task", list(sbora.PAPER_AVERAGES))
+@pytest.mark.parametrize("task", list(papers.SBORA_AVERAGES))
 def test_paper_trainable_parameters_follow_from_the_architectures(task):
     # counts the layers' trainable weights on the meta device (no memory) and rounds like the paper (0.1 M)
     def count(method, model, r):
@@ -241,8 +241,8 @@ def test_paper_trainable_parameters_follow_from_the_architectures(task):
             total += sum(p.numel() for p in layer.parameters() if p.requires_grad)
         return f"{32 * total / 1e6:.1f}M"
 
-    for (model, r), row in sbora.PAPER_AVERAGES[task].items():
+    for (model, r), row in papers.SBORA_AVERAGES[task].items():
         for method in ("LoRA", "SBoRA-FA", "SBoRA-FB"):
             assert count(method, model, r) == row[method][0], (model, r, method)
-    assert "LLaMA3-8B" in sbora.paper_table() and sbora.paper_table().count("\n") == 1 + sum(
-        len(rows) for rows in sbora.PAPER_AVERAGES.values())
+    assert "LLaMA3-8B" in papers.sbora_averages_table() and papers.sbora_averages_table().count("\n") == 1 + sum(
+        len(rows) for rows in papers.SBORA_AVERAGES.values())
