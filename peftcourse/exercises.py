@@ -69,6 +69,7 @@ class Exercise:
 
 
 SOLUTION_FILES = {
+    "00": "00_start_here.py",
     "01": "01_finetuning_approaches.py", "02": "02_rank_and_low_rank.py", "03": "03_adapters.py",
     "04": "04_prompt_and_prefix_tuning.py", "05": "05_lora.py", "06": "06_quantization_nf4.py", "07": "07_qlora.py",
     "08": "08_dora.py", "09": "09_mora.py", "10": "10_sbora.py", "11": "11_multi_sbora.py", "12": "12_compare.py",
@@ -672,6 +673,13 @@ def _nb(section, slide):
 
 
 EXERCISES = {ex.id: ex for ex in [
+    # ---------------------------------------------------------------- 00: how the checker answers
+    Exercise("00-adapter-weights", "quick", "weights of the lecture's 1024 → 24 → 1024 adapter", "answer",
+             hint="count the weights of the down-projection (1024 → 24) and of the up-projection (24 → 1024).",
+             reread="notebook 03's section 1 (The bottleneck adapter), and the lecture slide "
+                    "'Adapter Tuning (Houlsby and Giurgiu et al., 2019-02)'.",
+             explain="A down- and an up-projection: 2 · 1024 · 24 weights, a few percent of a 1024 × 1024 layer.",
+             expected=lambda: 2 * 1024 * 24),
     # ---------------------------------------------------------------- 01
     Exercise("01-full-ft-gb", "quick", "13B full fine-tuning, GB", "answer",
              hint="multiply the parameters by the lecture's bytes per parameter, then convert to GB (10⁹ bytes).",

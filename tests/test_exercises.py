@@ -358,7 +358,7 @@ def test_nbgrader_source_notebooks_hold_every_solution(tmp_path):
     make_source = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_source)
     written = run(make_source.main, str(tmp_path))[0]
-    assert len(written) == 12
+    assert len(written) == 13   # 00 (the demonstration) and 01-12
     for path in written:
         cells = json.loads(path.read_text())["cells"]
         solved = [c for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
