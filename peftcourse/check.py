@@ -259,6 +259,13 @@ def predict(exercise_id, prediction):
     return True
 
 
+def _readable(measured):
+    """A dict of measurements as 'A 0, B 18.6'; a single number stays a number for the explanation's format."""
+    if isinstance(measured, dict):
+        return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in measured.items())
+    return measured
+
+
 def reveal(exercise_id, measured):
     """Compare the committed prediction with what the cell measured, and explain the outcome.
 
@@ -272,7 +279,7 @@ def reveal(exercise_id, measured):
         return False
     outcome = ex.outcome(measured)
     guess = _predictions[ex.id]
-    explanation = ex.explain.format(m=measured)
+    explanation = ex.explain.format(m=_readable(measured))
     if guess == outcome:
         return _right(ex, f"you predicted {guess!r} and the measurement agrees. {explanation}")
     _say(ex, " ", f"you predicted {guess!r}; the measurement says {outcome!r} ({ex.options[outcome]}). {explanation}")
