@@ -177,6 +177,8 @@ def _compare(case, student_fn):
         got = fn(**inputs)
     except NotImplementedError:
         return "blank"
+    except exercises.Feedback as feedback:  # the result could not be compared; the message says why
+        return str(feedback)
     except Exception as err:  # the student's code: report what it raised, as a hint, without stopping the notebook
         return f"your function raised {type(err).__name__}: {err}. {case.shape_note}"
     if _blank(got):

@@ -18,6 +18,10 @@ from torch import nn
 KINDS = ("quick", "array", "code", "predict")
 
 
+class Feedback(Exception):
+    """Raised by a case's wrapper when a student's result cannot be compared; its message is the hint."""
+
+
 @dataclass(frozen=True)
 class Case:
     """One random trial of a code exercise: the inputs, the package's output, and typical wrong outputs."""
@@ -115,7 +119,7 @@ def _feature_based_cases():
         head_frozen = torch.zeros_like(expected)
         old_shape = torch.tensor(list(model.head[-1].weight.shape), dtype=torch.float32)
         cases.append(Case(
-            inputs={"model": _ModelFactory(model), "n_classes": n_classes},
+            inputs={"model": model, "n_classes": n_classes},
             expected=torch.cat([expected, shapes]),
             wrong=((torch.cat([everything, shapes]), "everything still trains: freeze the pretrained layers "
                                                      "(requires_grad_(False)) before adding the new classifier."),
@@ -129,13 +133,6 @@ def _feature_based_cases():
     return cases
 
 
-class _ModelFactory:
-    """Passed to a student's function as `model`: a fresh copy each time the checker runs it."""
-
-    def __init__(self, model):
-        self.model = model
-
-
 def _copy(model):
     import copy
     return copy.deepcopy(model)
@@ -144,9 +141,14 @@ def _copy(model):
 def _feature_based_adapter(student_fn):
     """Run a student's feature_based(model, n_classes) and summarise what it did as one tensor."""
     def run(model, n_classes):
-        m = student_fn(_copy(model.model), n_classes)
-        if m is None:
-            return None
+        m = student_fn(_copy(model), n_classes)  # a copy: the pretrained model stays as it was
+        if m is None or m is Ellipsis:
+            return m
+        if not isinstance(m, nn.Module):
+            raise Feedback(f"your function returned a {type(m).__name__}; return the model.")
+        if len(list(m.parameters())) != len(list(model.parameters())):
+            raise Feedback("the model has a different number of weight tensors: replace model.head[-1], "
+                           "do not add or remove layers.")
         last = m.head[-1]
         flags = torch.tensor([p.requires_grad for p in m.parameters()], dtype=torch.float32)
         return torch.cat([flags, torch.tensor(list(last.weight.shape), dtype=torch.float32)])
@@ -265,8 +267,10 @@ def _prompt_logits_adapter(student_fn):
         embeds = student_fn(model, prompt, input_ids)
         if embeds is None or embeds is Ellipsis or not torch.is_tensor(embeds):
             return embeds
-        if embeds.dim() != 3 or embeds.shape[-1] != model.config.n_embd:
-            return embeds  # reported as a shape mistake
+        want = (input_ids.shape[0], prompt.shape[0] + input_ids.shape[1], prompt.shape[1])
+        if tuple(embeds.shape) != want:
+            raise Feedback(f"your inputs_embeds have shape {tuple(embeds.shape)}; the model needs (batch, n + seq, d) "
+                           f"= {want}.")
         return model(inputs_embeds=embeds).logits
     return run
 
@@ -399,9 +403,13 @@ def _dq_cases():
 def _dq_adapter(student_fn):
     def run(absmax):
         out = student_fn(absmax)
-        if not isinstance(out, tuple) or len(out) != 3:
-            return out if out is None or out is Ellipsis else torch.tensor(float("nan")).reshape(1, 1, 1)
+        if out is None or out is Ellipsis:
+            return out
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise Feedback("return three things: (q, scale, offset).")
         q, scale, offset = out
+        if torch.as_tensor(q).numel() != absmax.numel() or torch.as_tensor(scale).numel() != absmax.numel() // 256:
+            raise Feedback("q holds one code per absmax value and scale one number per block of 256.")
         return torch.cat([torch.as_tensor(q).to(torch.float32).flatten(), torch.as_tensor(scale).flatten().float(),
                           torch.as_tensor(offset).float().reshape(1)])
     return run

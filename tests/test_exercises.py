@@ -302,6 +302,18 @@ def test_common_wrong_function_gets_its_hint(ex_id, fn, hint):
     assert not ok and hint in printed, printed
 
 
+@pytest.mark.parametrize("ex_id, fn, hint", [
+    ("01-feature-based", lambda model, n_classes: model.head.append(torch.nn.Linear(10, n_classes)) and model,
+     "different number of weight tensors"),
+    ("01-feature-based", lambda model, n_classes: n_classes, "return the model"),
+    ("04-soft-prompt", lambda model, prompt, input_ids: prompt, "the model needs (batch, n + seq, d)"),
+    ("07-double-quant", lambda absmax: absmax, "return three things"),
+])
+def test_results_that_cannot_be_compared_are_explained(ex_id, fn, hint):
+    ok, printed = run(C.check, ex_id, fn)
+    assert not ok and hint in printed, printed
+
+
 def test_a_function_is_expected_not_its_result():
     ok, printed = run(C.check, "05-lora-forward", torch.zeros(3))
     assert not ok and "is not a function" in printed
