@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress as progress_line
 
 from . import validate
 from .runtime import get_device, seed_everything, DEFAULT_SEED
@@ -200,7 +200,7 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
     start = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False)
+    bar = progress_line(range(1, steps + 1), desc=desc, enabled=progress)  # a summary line in notebooks
     for step in bar:
         batch = to_device(next(batches), device)
         loss = compute_loss(model, batch, loss_fn)
@@ -209,9 +209,8 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
             raise FloatingPointError(f"loss became {value} at step {step} (lr={lr}, clip={clip}): stopping instead of "
                                      "training on; lower the learning rate, clip gradients or check the inputs")
         opt.zero_grad(set_to_none=True)
-        if loss.requires_grad:
-            loss.backward()
-        if not loss.requires_grad or all(p.grad is None for p in params):
+        loss.backward()
+        if all(p.grad is None for p in params):
             raise ValueError(f"no trainable parameter got a gradient at step {step}: the loss does not depend on "
                              f"the {len(params)} trainable tensors (are the adapted layers used by the forward pass?)")
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else math.inf)
