@@ -209,8 +209,9 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
             raise FloatingPointError(f"loss became {value} at step {step} (lr={lr}, clip={clip}): stopping instead of "
                                      "training on; lower the learning rate, clip gradients or check the inputs")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if all(p.grad is None for p in params):
+        if loss.requires_grad:
+            loss.backward()
+        if not loss.requires_grad or all(p.grad is None for p in params):
             raise ValueError(f"no trainable parameter got a gradient at step {step}: the loss does not depend on "
                              f"the {len(params)} trainable tensors (are the adapted layers used by the forward pass?)")
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else math.inf)
