@@ -1,0 +1,624 @@
+"""Experiments as code: each lecture claim (COURSE_DESIGN.md §8, C1-C11) as a registered experiment with
+several seeds, a cached full-size result in data/results/NAME.json, and a rule that says whether the paper's
+finding was reproduced.
+
+    python -m peftcourse.experiments list                                # every experiment and its last run
+    python -m peftcourse.experiments run lora_vs_full_ft --seeds 0 1 2 3 4 --size full
+    python -m peftcourse.experiments run lora_vs_full_ft --size class    # ≤ 2 min on a CPU: what a student reruns
+    python -m peftcourse.experiments check lora_vs_full_ft --seed 0      # rerun one cached seed, compare (≤ 2 %)
+    python -m peftcourse.experiments table                               # the README's table of results
+
+    result = load_result("lora_vs_full_ft")       # in a notebook: the cached numbers, instantly
+    plot_curves(result, student=my_run)           # mean ± sd band over seeds, the student's run drawn over it
+
+Sizes: "smoke" (tests, seconds), "class" (one seed in ≤ 2 min on a 2-core CPU, the cached run's learning
+rates), "full" (the cached result: learning-rate sweep, then every seed). Full results go to NAME.json;
+the other sizes to NAME.<size>.json next to it (not committed), so a student's rerun never overwrites the cache.
+
+The verdict rule (verdict()), written once for every experiment. Each experiment lists the comparisons the
+paper makes; the gap is mean(a) - mean(b) over seeds (sign flipped when lower is better) and its standard
+error is Welch's, sqrt(sd_a²/n_a + sd_b²/n_b):
+  "better" (the paper reports a beats b):   reproduced  when gap > 2·SE (the paper's sign, outside the spread);
+                                            partly      when 0 < gap ≤ 2·SE (right sign, inside the spread);
+                                            not reproduced when gap ≤ 0.
+  "parity" (the paper reports a ≈ b):       reproduced  when |gap| ≤ 2·SE (inside the seed spread);
+                                            partly      when it is outside but |gap| ≤ the declared margin;
+                                            not reproduced otherwise.
+  "fraction" (a trains < x % of weights):   reproduced when it does, else not reproduced.
+The experiment's verdict: "reproduced" when every comparison is, "not reproduced" when none is and at least
+one is not, else "partly". The `why` sentence is built from the same numbers.
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from . import data, models, runtime
+from .adapters import add_adapters, freeze_all_but_top
+from .inject import inject
+from .train import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(ROOT, "data", "results")
+SIZES = ("smoke", "class", "full")
+VERDICTS = ("reproduced", "partly", "not reproduced")
+KEYS = ("name", "claim", "question", "paper", "config", "seeds", "metric", "higher_is_better", "results",
+        "curves", "verdict", "why", "env", "commit")   # "curves" is the one optional key
+ENV_KEYS = ("versions", "device", "threads", "wall_s")
+REPRODUCE_TOLERANCE = 0.02   # a rerun of one cached seed must land within 2 % of the cached value
+REGISTRY = {}
+
+
+class Experiment:
+    """One registered experiment: what it asks, the paper's figure, its sizes and the comparisons it judges."""
+
+    def __init__(self, fn, name, claim, question, paper, metric, higher_is_better, sizes, compare, prepare):
+        self.fn, self.name, self.claim, self.question, self.paper = fn, name, claim, question, paper
+        self.metric, self.higher_is_better, self.sizes, self.compare, self.prepare = (
+            metric, higher_is_better, sizes, compare, prepare)
+
+    def config(self, size):
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+        return json.loads(json.dumps(self.sizes[size]))   # a deep copy: a run never changes the registry
+
+
+def experiment(name, *, claim, question, paper, metric, higher_is_better, sizes, compare, prepare=None):
+    """Register fn(config, seed) -> {"metric": {setting: value}, "curves": {setting: {...}} (optional)}.
+
+    sizes: {"smoke": config, "class": config, "full": config}; compare: the paper's comparisons (better(),
+    parity(), fraction()); prepare(config, size, name) -> config runs once before the seeds (e.g. the
+    learning-rate sweep) and what it returns is stored as the result's config.
+    """
+    if not (isinstance(claim, str) and claim[:1] == "C" and claim[1:].isdigit() and 1 <= int(claim[1:]) <= 11):
+        raise ValueError(f"claim must be 'C1' ... 'C11' (COURSE_DESIGN.md §8), got {claim!r}")
+    if set(sizes) != set(SIZES):
+        raise ValueError(f"sizes must give a config for each of {SIZES}, got {sorted(sizes)}")
+    if not compare:
+        raise ValueError(f"experiment {name!r} needs at least one comparison to judge the paper's claim by")
+
+    def register(fn):
+        if name in REGISTRY:
+            raise ValueError(f"an experiment named {name!r} is already registered")
+        REGISTRY[name] = Experiment(fn, name, claim, question, paper, metric, higher_is_better, sizes, compare, prepare)
+        return fn
+    return register
+
+
+def get(name):
+    if name not in REGISTRY:
+        raise KeyError(f"no experiment named {name!r}; registered: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+# ---------------------------------------------------------------- the verdict rule
+
+def better(a, b):
+    """The paper reports that setting a beats setting b."""
+    return {"kind": "better", "a": a, "b": b}
+
+
+def parity(a, b, margin):
+    """The paper reports a ≈ b; `margin` (in metric units) is the gap still called 'partly' outside the spread."""
+    return {"kind": "parity", "a": a, "b": b, "margin": margin}
+
+
+def fraction(a, below_percent):
+    """Setting a trains fewer than `below_percent` % of the model's weights (read from config["trainable_percent"])."""
+    return {"kind": "fraction", "a": a, "below": below_percent}
+
+
+def summary(values):
+    """(mean, sd, n) of one setting's values over seeds (sd 0 for a single seed)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), len(values)
+
+
+def judge(comparison, results, config, higher_is_better):
+    """(verdict, sentence) of one comparison, by the rule in the module docstring."""
+    a = comparison["a"]
+    if comparison["kind"] == "fraction":
+        pct = config["trainable_percent"][a]
+        ok = pct < comparison["below"]
+        return (VERDICTS[0] if ok else VERDICTS[2],
+                f"{a} trains {pct:.2f} % of the weights ({'<' if ok else '≥'} {comparison['below']:g} %)")
+    b = comparison["b"]
+    (ma, sa, na), (mb, sb, nb) = summary(results[a]), summary(results[b])
+    sign = 1 if higher_is_better else -1
+    gap = sign * (ma - mb)
+    se = math.sqrt(sa ** 2 / na + sb ** 2 / nb)
+    nums = (f"{a} {ma:.3f} ± {sa:.3f} vs {b} {mb:.3f} ± {sb:.3f} (mean ± sd, {na} and {nb} seeds): "
+            f"gap {gap:+.3f}, 2 SE = {2 * se:.3f}")
+    if comparison["kind"] == "better":
+        verdict = VERDICTS[0] if gap > 2 * se else VERDICTS[1] if gap > 0 else VERDICTS[2]
+        said = {"reproduced": f"{a} is better, outside the seed spread",
+                "partly": f"{a} is better but inside the seed spread",
+                "not reproduced": f"{a} is not better"}[verdict]
+    else:
+        verdict = (VERDICTS[0] if abs(gap) <= 2 * se else
+                   VERDICTS[1] if abs(gap) <= comparison["margin"] else VERDICTS[2])
+        said = {"reproduced": "parity: the gap is inside the seed spread",
+                "partly": f"the gap is outside the seed spread but within {comparison['margin']:g}",
+                "not reproduced": f"no parity: the gap is outside the spread and above {comparison['margin']:g}"}[verdict]
+    return verdict, f"{nums}, so {said}"
+
+
+def verdict(exp, results, config):
+    """(verdict, why) of an experiment's results: every comparison judged, then combined (module docstring)."""
+    judged = [judge(c, results, config, exp.higher_is_better) for c in exp.compare]
+    kinds = [v for v, _ in judged]
+    overall = (VERDICTS[0] if all(v == VERDICTS[0] for v in kinds) else
+               VERDICTS[2] if VERDICTS[0] not in kinds and VERDICTS[2] in kinds else VERDICTS[1])
+    return overall, "; ".join(s for _, s in judged) + "."
+
+
+# ---------------------------------------------------------------- running and storing
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def check_seeds(seeds):
+    if not isinstance(seeds, (list, tuple)) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of ints, got {seeds!r}")
+    for s in seeds:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"every seed must be a non-negative int, got {s!r} in {list(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+    return list(seeds)
+
+
+def run_experiment(name, seeds=(0,), size="full", config=None, out_dir=None, log=print):
+    """Run every seed of an experiment; return its result dict and write it to out_dir (None: do not write).
+
+    config: None (the size's own config, then prepare() e.g. the learning-rate sweep) or a finished config
+    (e.g. a cached result's, to rerun a seed exactly as it was run; prepare() is skipped).
+    """
+    exp = get(name)
+    seeds = check_seeds(seeds)
+    start = time.perf_counter()
+    if config is None:
+        config = exp.config(size)
+        if exp.prepare is not None:
+            config = exp.prepare(config, size, name)
+    results, curves = {}, {}
+    for seed in seeds:
+        out = exp.fn(config, seed)
+        for setting, value in out["metric"].items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise FloatingPointError(f"{name}, seed {seed}, {setting}: the metric is {value!r}, not a finite number")
+            results.setdefault(setting, []).append(float(value))
+        for setting, curve in (out.get("curves") or {}).items():
+            merged = curves.setdefault(setting, {k: v for k, v in curve.items() if k.endswith("steps")})
+            for key, values in curve.items():
+                if not key.endswith("steps"):
+                    merged.setdefault(key, []).append(values)   # one list per seed
+        log(f"{name} seed {seed}: " + ", ".join(f"{s} {v:.4f}" for s, v in out["metric"].items()))
+    runs = config.pop("_runs", None)   # {run: seconds}: what its runs take alone (a run shared with another experiment counts in both)
+    wall = sum(runs.values()) if runs else None
+    verdict_, why = verdict(exp, results, config)
+    result = {"name": name, "claim": exp.claim, "question": exp.question, "paper": exp.paper, "config": config,
+              "seeds": seeds, "metric": exp.metric, "higher_is_better": exp.higher_is_better, "results": results,
+              "curves": curves, "verdict": verdict_, "why": why,
+              "env": {"versions": runtime.versions(), "device": str(runtime.get_device()),
+                      "threads": torch.get_num_threads(),
+                      "wall_s": round(wall if wall is not None else time.perf_counter() - start, 1)},
+              "commit": git_commit()}
+    if not curves:
+        del result["curves"]
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        path = result_path(name, size, out_dir)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1, sort_keys=False)
+            f.write("\n")
+        log(f"wrote {os.path.relpath(path, ROOT) if path.startswith(ROOT) else path}: {verdict_}")
+    return result
+
+
+def result_path(name, size="full", results_dir=RESULTS_DIR):
+    return os.path.join(results_dir, f"{name}.json" if size == "full" else f"{name}.{size}.json")
+
+
+def load_result(name, size="full", results_dir=RESULTS_DIR):
+    """The stored result of an experiment (validated), e.g. for a notebook's instant plot."""
+    path = result_path(name, size, results_dir)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {size} result for {name!r} at {path}: run "
+                                f"`python -m peftcourse.experiments run {name} --size {size}`")
+    with open(path, encoding="utf-8") as f:
+        result = json.load(f)
+    validate_result(result, min_seeds=1)
+    return result
+
+
+def validate_result(result, min_seeds=3):
+    """Raise ValueError naming the first problem: keys, a registered name, ≥ min_seeds seeds, finite values
+    (one per seed), and a verdict that the rule gives for these numbers."""
+    if not isinstance(result, dict):
+        raise ValueError(f"a result must be a dict, got {type(result).__name__}")
+    keys = set(result)
+    need = set(KEYS) - {"curves"}
+    if not need <= keys or not keys <= set(KEYS):
+        raise ValueError(f"result keys must be {KEYS} ('curves' optional): missing {sorted(need - keys)}, "
+                         f"unexpected {sorted(keys - set(KEYS))}")
+    exp = get(result["name"])
+    if result["claim"] != exp.claim:
+        raise ValueError(f"{result['name']}: claim {result['claim']!r}, but the experiment is registered for {exp.claim}")
+    seeds = check_seeds(result["seeds"])
+    if len(seeds) < min_seeds:
+        raise ValueError(f"{result['name']}: {len(seeds)} seeds, at least {min_seeds} are needed")
+    for setting, values in result["results"].items():
+        if len(values) != len(seeds) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise ValueError(f"{result['name']}, {setting}: need one finite value per seed ({len(seeds)}), got {values}")
+    if set(result["env"]) != set(ENV_KEYS):
+        raise ValueError(f"{result['name']}: env keys must be {ENV_KEYS}, got {sorted(result['env'])}")
+    if result["verdict"] not in VERDICTS:
+        raise ValueError(f"{result['name']}: verdict must be one of {VERDICTS}, got {result['verdict']!r}")
+    expected, _ = verdict(exp, result["results"], result["config"])
+    if result["verdict"] != expected:
+        raise ValueError(f"{result['name']}: verdict {result['verdict']!r}, but the rule gives {expected!r}")
+    return result
+
+
+def reproduce(name, seed, size="full", results_dir=RESULTS_DIR):
+    """Rerun one cached seed with the cached config (its learning rates: no sweep) and compare.
+
+    Returns {setting: (cached, new, relative difference)}; the course's promise is a difference ≤ 2 %
+    (a CPU with another thread count or another BLAS may round differently; the same machine repeats exactly).
+    """
+    cached = load_result(name, size, results_dir)
+    if seed not in cached["seeds"]:
+        raise ValueError(f"seed {seed} is not among the cached seeds {cached['seeds']} of {name!r}")
+    new = run_experiment(name, [seed], size, config=cached["config"], log=lambda *_: None)
+    i = cached["seeds"].index(seed)
+    return {s: (cached["results"][s][i], new["results"][s][0],
+                abs(new["results"][s][0] - cached["results"][s][i]) / max(abs(cached["results"][s][i]), 1e-12))
+            for s in cached["results"]}
+
+
+# ---------------------------------------------------------------- MiniLM-L6 on doc_topics (C1-C4, C6, C7)
+# The papers show these claims on pretrained encoders fine-tuned for classification (LoRA Table 2 on RoBERTa,
+# Houlsby et al. on BERT, DoRA and QLoRA on LLaMA/RoBERTa): the real pretrained MiniLM-L6 classifying
+# standard-library sentences by package (data.doc_topics, 8 labels) is the same setting at CPU scale.
+
+MINILM_DATA = {   # the training sentences are split once (seed 0): the sweep picks learning rates on `val`, never on `test`
+    "full": {"n_train": 1000, "n_val": 200, "n_test": 400, "steps": 64, "batch_size": 16, "max_length": 24},
+    "class": {"n_train": 1000, "n_val": 200, "n_test": 400, "steps": 32, "batch_size": 16, "max_length": 24},
+    "smoke": {"n_train": 24, "n_val": 8, "n_test": 8, "steps": 2, "batch_size": 4, "max_length": 12},
+}
+HEAD_LR = 1e-2         # the new, randomly initialised classifier learns at this rate in every method (as in notebook 03)
+LR_SWEEP = {           # per method family: candidates tried on seed 0 (LoRA-family ~10x full FT's, LoRA §4 / Hu et al.)
+    "full FT": [3e-5, 1e-4, 3e-4],
+    "LoRA": [3e-4, 1e-3, 3e-3],          # also DoRA and QLoRA: their papers reuse LoRA's hyperparameters
+    "adapter": [3e-4, 1e-3, 3e-3],
+    "top-layer": [1e-4, 3e-4, 1e-3],
+}
+SWEEP_SPEC = {         # the setting each family's learning rate is swept with
+    "full FT": {"method": "full"},
+    "LoRA": {"method": "lora", "targets": ["query", "value"], "r": 8, "alpha": 8},
+    "adapter": {"method": "adapter", "bottleneck": 64},
+    "top-layer": {"method": "top", "k": 1},
+}
+FAMILY = {"full": "full FT", "lora": "LoRA", "dora": "LoRA", "qlora": "LoRA", "adapter": "adapter", "top": "top-layer"}
+RUN_CACHE = {}         # (spec, lr, seed, data config) -> run: settings shared by experiments train once per process
+RUN_CACHE_FILE = None  # optionally a JSON-lines file that keeps them between processes (the CLI's --cache)
+
+
+def minilm_sizes(**extra):
+    return {size: {**cfg, "eval_every": max(1, cfg["steps"] // 4), **extra} for size, cfg in MINILM_DATA.items()}
+
+
+def minilm_splits(cfg):
+    """(train, val, test) from doc_topics' seeded split; test sorted by length (less padding, same accuracy)."""
+    train_all, test = data.doc_topics(n_train=cfg["n_train"] + cfg["n_val"], n_test=cfg["n_test"], seed=0)
+    val = sorted(train_all[cfg["n_train"]:], key=lambda ex: len(ex["text"]))
+    return train_all[:cfg["n_train"]], val, sorted(test, key=lambda ex: len(ex["text"]))
+
+
+def build(model, spec):
+    """Apply one method to a fresh MiniLM classifier, with the package's own pieces."""
+    method = spec["method"]
+    if method in ("lora", "dora", "qlora"):
+        inject(model, method, spec["targets"], modules_to_save=["classifier"], r=spec["r"], alpha=spec["alpha"])
+    elif method == "adapter":   # Houlsby et al. train the LayerNorms and the head with the adapters
+        add_adapters(model, spec["bottleneck"], modules_to_save=["classifier", "LayerNorm"])
+    elif method == "top":       # top-layer tuning: the last k blocks and the head (pooler + classifier)
+        freeze_all_but_top(model, spec["k"])
+    elif method != "full":
+        raise ValueError(f"unknown method {method!r} in {spec}: use one of {sorted(FAMILY)}")
+    return model
+
+
+def with_head_lr(model, lr):
+    """AdamW with the method's lr for its trainable weights and HEAD_LR for the new classifier."""
+    head = {id(p) for p in model.classifier.parameters()}
+    return lambda params: torch.optim.AdamW([{"params": [p for p in params if id(p) not in head]},
+                                             {"params": [p for p in params if id(p) in head], "lr": HEAD_LR}], lr=lr)
+
+
+def finetune(spec, lr, seed, cfg):
+    """One MiniLM fine-tuning run (the course's one loop, peftcourse.train.train): val/test accuracy and curves.
+    Cached per process (and in RUN_CACHE_FILE when set), since experiments share settings (full FT, LoRA r=8);
+    cfg["_runs"] collects the seconds of every run an experiment used."""
+    keys = ("n_train", "n_val", "n_test", "steps", "batch_size", "max_length", "eval_every")
+    key = json.dumps([spec, lr, seed, {k: cfg[k] for k in keys}, HEAD_LR], sort_keys=True)
+    if key not in RUN_CACHE:
+        RUN_CACHE[key] = _finetune(spec, lr, seed, cfg)
+        if RUN_CACHE_FILE:
+            with open(RUN_CACHE_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"key": key, "run": RUN_CACHE[key]}) + "\n")
+    cfg.setdefault("_runs", {})[key] = RUN_CACHE[key]["wall_s"]
+    return RUN_CACHE[key]
+
+
+def load_run_cache(path):
+    global RUN_CACHE_FILE
+    RUN_CACHE_FILE = path
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                RUN_CACHE[row["key"]] = row["run"]
+
+
+def _finetune(spec, lr, seed, cfg):
+    start = time.perf_counter()
+    train_set, val, test = minilm_splits(cfg)
+    runtime.seed_everything(seed)   # the head's and the adapter's random init, then the data order, all from `seed`
+    model, tok = models.load_minilm(num_labels=len(data.TOPIC_LABELS), seed=seed)
+    build(model, spec)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    batches = data.classification_batches(tok, train_set, batch_size=cfg["batch_size"], seed=seed,
+                                          max_length=cfg["max_length"])
+    history = train(model, batches, steps=cfg["steps"], lr=lr, optimizer=with_head_lr(model, lr),
+                    schedule="cosine", warmup=max(1, cfg["steps"] // 10), seed=seed, progress=False,
+                    eval_fn=lambda m: data.evaluate_classification(m, tok, val), eval_every=cfg["eval_every"])
+    test_acc = data.evaluate_classification(model, tok, test)["accuracy"]
+    steps, val_acc = history.metric("accuracy")
+    every = max(1, cfg["steps"] // 20)
+    smooth = history.smoothed_losses(window=every)
+    return {"val": val_acc[-1], "test": test_acc, "trainable_percent": 100 * trainable / total,
+            "curve": {"eval_steps": steps, "val_accuracy": val_acc,
+                      "loss_steps": history.steps[every - 1::every], "loss": smooth[every - 1::every]},
+            "wall_s": time.perf_counter() - start}
+
+
+def minilm_prepare(config, size, name):
+    """Fix each method family's learning rate. Full size: a sweep on seed 0, judged by validation accuracy
+    (recorded in config["lr_sweep"]). Other sizes: the rates of the cached full result (else the middle candidate)."""
+    families = sorted({FAMILY[spec["method"]] for spec in config["settings"].values()})
+    config["lr"] = {}
+    if size == "full":
+        config["lr_sweep"] = {}
+        for fam in families:
+            runs = {lr: finetune(SWEEP_SPEC[fam], lr, 0, config) for lr in LR_SWEEP[fam]}
+            config["lr_sweep"][fam] = {"setting": SWEEP_SPEC[fam], "seed": 0,
+                                       "val_accuracy": {f"{lr:g}": r["val"] for lr, r in runs.items()}}
+            config["lr"][fam] = max(runs, key=lambda lr: runs[lr]["val"])   # ties: the smaller rate (listed first)
+    else:
+        try:
+            cached = load_result(name)["config"]["lr"]
+        except (FileNotFoundError, KeyError, ValueError):
+            cached = {}
+        for fam in families:
+            config["lr"][fam] = cached.get(fam, LR_SWEEP[fam][1])
+    return config
+
+
+def run_minilm(config, seed):
+    """Every setting of a MiniLM experiment for one seed: {"metric": {setting: test accuracy}, "curves": ...}."""
+    runs = {s: finetune(spec, config["lr"][FAMILY[spec["method"]]], seed, config) for s, spec in config["settings"].items()}
+    config["trainable_percent"] = {s: round(r["trainable_percent"], 4) for s, r in runs.items()}
+    return {"metric": {s: r["test"] for s, r in runs.items()},
+            "curves": {s: r["curve"] for s, r in runs.items()}}
+
+
+def minilm_experiment(name, settings, **kw):
+    """Register a MiniLM experiment: the same runner (run_minilm) with its own settings and comparisons."""
+    experiment(name, sizes=minilm_sizes(settings=settings), prepare=minilm_prepare, metric="test accuracy",
+               higher_is_better=True, **kw)(run_minilm)
+
+
+FULL = {"method": "full"}
+
+
+def lora(targets, r, method="lora"):
+    return {"method": method, "targets": targets, "r": r, "alpha": 8}   # α fixed at 8 for every r (LoRA §4.1)
+
+
+QV = ["query", "value"]
+minilm_experiment(
+    "lora_vs_full_ft", claim="C1",
+    question="Does LoRA on W_q, W_v match full fine-tuning while training well under 1 % of the weights?",
+    paper="LoRA (Hu et al. 2021) Table 2: RoBERTa-large GLUE average 89.0 (LoRA, 0.8 M) vs 88.9 (full FT, 355 M); "
+          "lecture slide 'LoRA: results'",
+    settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)},
+    compare=[parity("LoRA (q,v) r=8", "full FT", margin=0.02), fraction("LoRA (q,v) r=8", 1.0)])
+
+minilm_experiment(
+    "lora_rank", claim="C2",
+    question="Is a very low rank enough: does r = 1 on W_q, W_v do as well as r = 64?",
+    paper="LoRA (Hu et al. 2021) Table 6: GPT-3 WikiSQL 73.4 (r = 1) vs 73.5 (r = 64) on (W_q, W_v); "
+          "lecture slide 'How small can r be?'",
+    settings={"LoRA (q,v) r=1": lora(QV, 1), "LoRA (q,v) r=64": lora(QV, 64)},
+    compare=[parity("LoRA (q,v) r=1", "LoRA (q,v) r=64", margin=0.02)])
+
+minilm_experiment(
+    "lora_targets", claim="C3",
+    question="At an equal parameter budget, is adapting W_q and W_v better than adapting W_q alone?",
+    paper="LoRA (Hu et al. 2021) Table 5: WikiSQL 73.7 (W_q, W_v, r = 4) vs 70.4 (W_q, r = 8), 18 M parameters each; "
+          "lecture slide 'Which weights to adapt?'",
+    settings={"LoRA (q) r=8": lora(["query"], 8), "LoRA (q,v) r=4": lora(QV, 4)},
+    compare=[better("LoRA (q,v) r=4", "LoRA (q) r=8")])
+
+minilm_experiment(
+    "adapters_vs_top_layer", claim="C4",
+    question="Do bottleneck adapters match full fine-tuning with a few % of the weights, and beat tuning only the top layer?",
+    paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); "
+          "top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
+    settings={"full FT": FULL, "adapter b=64": {"method": "adapter", "bottleneck": 64},
+              "top-layer (last block + head)": {"method": "top", "k": 1}},
+    compare=[parity("adapter b=64", "full FT", margin=0.02), better("adapter b=64", "top-layer (last block + head)"),
+             fraction("adapter b=64", 5.0)])
+
+minilm_experiment(
+    "dora_vs_lora", claim="C7",
+    question="Is DoRA at least as good as LoRA at the same rank, with the largest gain at a low rank?",
+    paper="DoRA (Liu et al. 2024) Table 1 and Fig. 5: commonsense reasoning, LLaMA-7B, DoRA above LoRA at every rank, "
+          "most at r = 4 (+22.4 points) vs r = 32 (+3.7); lecture slide 'DoRA: results'",
+    settings={"LoRA (q,v) r=1": lora(QV, 1), "DoRA (q,v) r=1": lora(QV, 1, "dora"),
+              "LoRA (q,v) r=8": lora(QV, 8), "DoRA (q,v) r=8": lora(QV, 8, "dora")},
+    compare=[better("DoRA (q,v) r=1", "LoRA (q,v) r=1"), parity("DoRA (q,v) r=8", "LoRA (q,v) r=8", margin=0.02)])
+
+minilm_experiment(
+    "qlora_vs_lora", claim="C6",
+    question="Does LoRA on an NF4 + double-quantized base (QLoRA, from scratch) match LoRA on the full-precision base?",
+    paper="QLoRA (Dettmers et al. 2023) Table 3 / Fig. 3: NF4 + DQ matches 16-bit LoRA and full fine-tuning "
+          "(RoBERTa/T5 GLUE, LLaMA MMLU); lecture slide 'QLoRA: results'",
+    settings={"LoRA (all linear) r=8": lora(["query", "key", "value", "dense"], 8),
+              "QLoRA NF4+DQ (all linear) r=8": lora(["query", "key", "value", "dense"], 8, "qlora")},
+    compare=[parity("QLoRA NF4+DQ (all linear) r=8", "LoRA (all linear) r=8", margin=0.02)])
+
+
+# ---------------------------------------------------------------- reading results: tables and plots
+
+def results_table(results_dir=RESULTS_DIR):
+    """The committed full-size results as a Markdown table (claim, experiment, setting means ± sd, verdict)."""
+    rows = ["| claim | experiment | seeds | settings: mean ± sd | verdict | wall |", "|---|---|---|---|---|---|"]
+    found = []
+    for name in REGISTRY:
+        if os.path.isfile(result_path(name, "full", results_dir)):
+            found.append(load_result(name, "full", results_dir))
+    for r in sorted(found, key=lambda r: (int(r["claim"][1:]), r["name"])):
+        cells = "; ".join(f"{s} {summary(v)[0]:.3f} ± {summary(v)[1]:.3f}" for s, v in r["results"].items())
+        rows.append(f"| {r['claim']} | `{r['name']}` | {len(r['seeds'])} | {cells} ({r['metric']}) | "
+                    f"{r['verdict']} | {r['env']['wall_s'] / 60:.0f} min |")
+    return "\n".join(rows)
+
+
+def _student_curves(student):
+    return {} if student is None else student.get("curves", {})
+
+
+def plot_curves(result, student=None, curve="val_accuracy", ax=None, legend_where="right"):
+    """The cached run as a band (mean ± sd over seeds) per setting and the student's own run drawn over it.
+
+    result / student: result dicts (load_result(...), run_experiment(..., size="class")) or names to load.
+    """
+    from . import plots
+    result = load_result(result) if isinstance(result, str) else result
+    if "curves" not in result:
+        raise ValueError(f"{result['name']}'s result stores no curves")
+    if ax is None:
+        _, ax = plots.new_axes()
+    steps_key = "eval_steps" if curve != "loss" else "loss_steps"
+    for setting, st in plots.styles(result["curves"]).items():
+        c = result["curves"][setting]
+        if curve not in c:
+            raise KeyError(f"curve {curve!r} not stored; there are {sorted(k for k in c if not k.endswith('steps'))}")
+        per_seed = torch.tensor(c[curve], dtype=torch.float64)   # (seeds, points)
+        mean, sd = per_seed.mean(0), (per_seed.std(0) if len(per_seed) > 1 else torch.zeros_like(per_seed[0]))
+        ax.fill_between(c[steps_key], mean - sd, mean + sd, color=st["color"], alpha=0.2, lw=0)
+        ax.plot(c[steps_key], mean, color=st["color"], linestyle=st["linestyle"], marker=st["marker"], ms=4,
+                label=f"{setting} ({len(per_seed)} seeds)")
+        mine = _student_curves(student).get(setting)
+        if mine is not None:
+            ax.plot(mine[steps_key], mine[curve][0], color=st["color"], lw=2.5, alpha=0.9, marker="*", ms=9,
+                    linestyle="-", label=f"{setting}: your run")
+    ax.set_xlabel("step")
+    ax.set_ylabel(curve.replace("_", " "))
+    ax.set_title(f"{result['claim']}: {result['name']}")
+    plots.legend(ax, legend_where)
+    return ax
+
+
+def plot_summary(result, student=None, ax=None):
+    """Final metric per setting: every seed as a dot, mean ± 2 SE as a bar, the student's value as a star."""
+    from . import plots
+    result = load_result(result) if isinstance(result, str) else result
+    if ax is None:
+        _, ax = plots.new_axes(height=0.6 + 0.5 * len(result["results"]))
+    st = plots.styles(result["results"])
+    for i, (setting, values) in enumerate(result["results"].items()):
+        mean, sd, n = summary(values)
+        ax.errorbar(mean, i, xerr=2 * sd / math.sqrt(n), fmt=st[setting]["marker"], color=st[setting]["color"],
+                    ms=8, capsize=4)
+        ax.scatter(values, [i + 0.15] * n, s=12, color=st[setting]["color"], alpha=0.6)
+        ax.annotate(f"{mean:.3f}", (mean, i - 0.3), ha="center", fontsize=8)
+        if student is not None and setting in student["results"]:
+            ax.scatter(student["results"][setting], [i - 0.15] * len(student["results"][setting]), marker="*",
+                       s=120, color=st[setting]["color"], edgecolor="black", zorder=3,
+                       label="your run" if i == 0 else None)
+    ax.set_yticks(range(len(result["results"])), list(result["results"]))
+    ax.set_ylim(-0.7, len(result["results"]) - 0.3)
+    ax.set_xlabel(f"{result['metric']} (dots: seeds; bar: mean ± 2 SE)")
+    ax.set_title(f"{result['claim']}: {result['verdict']}")
+    if student is not None:
+        plots.legend(ax)
+    return ax
+
+
+# ---------------------------------------------------------------- command line
+
+def last_run(name):
+    path = result_path(name)
+    if not os.path.isfile(path):
+        return "not run"
+    try:
+        r = load_result(name)
+    except ValueError as err:
+        return f"invalid result file: {err}"
+    return (f"{r['verdict']}, {len(r['seeds'])} seeds, {r['env']['wall_s'] / 60:.1f} min on {r['env']['device']} "
+            f"({r['env']['threads']} threads), commit {r['commit'][:10]}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m peftcourse.experiments", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every registered experiment with its last full-size run")
+    run = sub.add_parser("run", help="run experiments and write data/results/NAME[.size].json")
+    run.add_argument("names", nargs="+", metavar="NAME")
+    run.add_argument("--seeds", nargs="+", type=int, default=[0])
+    run.add_argument("--size", choices=SIZES, default="class")
+    run.add_argument("--cache", help="a JSON-lines file of finished runs to reuse between processes (full-size runs)")
+    check = sub.add_parser("check", help="rerun one cached seed with the cached config; fail beyond 2 %%")
+    check.add_argument("name")
+    check.add_argument("--seed", type=int, default=0)
+    sub.add_parser("table", help="the README's table of the committed results")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, exp in REGISTRY.items():
+            print(f"{exp.claim:<4} {name:<24} {last_run(name)}\n     {exp.question}")
+    elif args.command == "run":
+        for name in args.names:
+            get(name)   # every name checked before anything runs
+        if args.cache:
+            load_run_cache(args.cache)
+        for name in args.names:
+            run_experiment(name, args.seeds, args.size, out_dir=RESULTS_DIR)
+    elif args.command == "check":
+        worst = 0.0
+        for setting, (old, new, rel) in reproduce(args.name, args.seed).items():
+            print(f"{setting:<34} cached {old:.4f}  rerun {new:.4f}  difference {100 * rel:.2f} %")
+            worst = max(worst, rel)
+        print("reproduced within 2 %" if worst <= REPRODUCE_TOLERANCE else "NOT within 2 %")
+        return 0 if worst <= REPRODUCE_TOLERANCE else 1
+    elif args.command == "table":
+        print(results_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
