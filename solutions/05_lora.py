@@ -18,7 +18,7 @@ from peftcourse.check import check, predict, reveal, solution
 
 # %% [05-lora-params]
 ### BEGIN SOLUTION
-answer = 4 * 2 * (4 * 192 + 192 * 4)   # blocks x matrices x (A + B)
+answer = 4 * 2 * (4 * 192 + 768 * 4)   # blocks x matrices x (A + B), the same for both shapes
 ### END SOLUTION
 check("05-lora-params", answer);
 

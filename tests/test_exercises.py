@@ -195,17 +195,17 @@ def test_hints_grade_with_each_wrong_try_and_never_print_the_answer():
 
 
 def test_numbers_of_any_numeric_type_are_accepted():
-    for answer in (12288, 12288.0, np.int64(12288), np.float32(12288), np.array(12288), torch.tensor(12288),
-                   torch.tensor(12288.0)):
+    for answer in (30720, 30720.0, np.int64(30720), np.float32(30720), np.array(30720), torch.tensor(30720),
+                   torch.tensor(30720.0)):
         assert run(C.check, "05-lora-params", answer)[0], type(answer)
 
 
-@pytest.mark.parametrize("answer, message", [(True, "is not a number"), ("12288", "is not a number"),
-                                             ([12288], "is not a number"), (torch.tensor([12288]), "is not a number"),
+@pytest.mark.parametrize("answer, message", [(True, "is not a number"), ("30720", "is not a number"),
+                                             ([30720], "is not a number"), (torch.tensor([30720]), "is not a number"),
                                              (float("nan"), "not a finite number"), (np.bool_(True), "not a number")])
 def test_bad_input_gets_a_clear_message(answer, message):
     ok, printed = run(C.check, "05-lora-params", answer)
-    assert not ok and message in printed and "12288" not in printed.replace(repr(answer), "")
+    assert not ok and message in printed and "30720" not in printed.replace(repr(answer), "")
 
 
 def test_tolerance_is_applied():
