@@ -3,7 +3,7 @@
 An AdapterLayer wraps one frozen base layer (nn.Linear, or GPT-2's Conv1D whose weight is stored
 transposed, in x out) and adds a trainable update. Whatever the method:
     delta_weight()  -> ΔW in nn.Linear layout (out_features x in_features)
-    forward(x)      == base(x) + adapter_forward(x)  == base(x) + x @ delta_weight().T   (up to rounding)
+    forward(x)      == base(x) + adapter_forward(x) == base(x) + x @ delta_weight().T   (up to rounding)
     merge()/unmerge() fold ΔW into the base weight and take exactly that ΔW out again.
     config()        -> the method and its settings, saved with the adapter (inject.save_adapter)
 So analysis, merging and saving work the same way for every method. A subclass checks all of its
@@ -76,16 +76,20 @@ class AdapterLayer(PEFTModule):
     def delta_weight(self):
         raise NotImplementedError
 
-    def adapter_forward(self, x, base_out=None):
-        """The update's contribution to the output. Subclasses compute it without building ΔW;
-        base_out = base(x) is there for methods that reuse it (DoRA rescales W0 x)."""
+    def adapter_forward(self, x):
+        """The update's contribution to the output. Subclasses compute it without building ΔW."""
         return x @ self.delta_weight().T
+
+    def adapter_output(self, x, base_out):
+        """The one hook of forward(): what the adapter adds to base_out = base(x). Every method but DoRA
+        ignores base_out; DoRA rescales W0 x = base_out − b instead of computing it a second time."""
+        return self.adapter_forward(x)
 
     def forward(self, x):
         y = self.base(x)
         if self.merged:  # ΔW is inside the base weight now
             return y
-        return y + self.adapter_forward(x, base_out=y).to(y.dtype)
+        return y + self.adapter_output(x, y).to(y.dtype)
 
     @torch.no_grad()
     def merge(self):

@@ -79,6 +79,10 @@ class DoRALinear(LoRALinear):
         vx = w0x + self.scaling * F.linear(F.linear(dropped, self.A), self.B)
         return self.magnitude_scale() * vx - w0x
 
+    def adapter_output(self, x, base_out):
+        """forward()'s hook: DoRA's update, reusing base_out = base(x) for W0 x."""
+        return self.adapter_forward(x, base_out=base_out)
+
     def delta_weight(self):
         """W' − W0 with W' = (m/‖V‖) ⊙ V: what the generic merge() adds to the base weight."""
         if self.merged:  # the base weight already holds W'; rebuilding V from it would be wrong
@@ -153,7 +157,7 @@ class OutputNormLoRALinear(LoRALinear):
         super().__init__(base, r, alpha, dropout=dropout)
         self.m = nn.Parameter(torch.ones(self.out_features, dtype=self.A.dtype, device=self.A.device))
 
-    def adapter_forward(self, x, base_out=None):
+    def adapter_forward(self, x):
         u = super().adapter_forward(x)
         return self.m * u / (torch.linalg.vector_norm(u, dim=-1, keepdim=True) + 1e-9)
 

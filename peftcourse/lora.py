@@ -123,7 +123,7 @@ class LoRALinear(AdapterLayer):
         """ΔW = s · B A in nn.Linear layout (out × in)."""
         return (self.B @ self.A) * self.scaling
 
-    def adapter_forward(self, x, base_out=None):
+    def adapter_forward(self, x):
         """s · B (A drop(x)) as two thin matmuls: (in → r → out), never the out × in matrix ΔW."""
         x = self.dropout(x.to(self.A.dtype))
         return F.linear(F.linear(x, self.A), self.B) * self.scaling
@@ -176,7 +176,7 @@ class FusedLoRALinear(AdapterLayer):
                 else ref.new_zeros(self.block, self.in_features) for p in self.parts]
         return torch.cat(rows)
 
-    def adapter_forward(self, x, base_out=None):
+    def adapter_forward(self, x):
         x = self.dropout(x.to(next(iter(self.lora_A.values())).dtype))
         outs = [F.linear(F.linear(x, self.lora_A[p]), self.lora_B[p]) * self.scaling if p in self.enable
                 else x.new_zeros(*x.shape[:-1], self.block) for p in self.parts]

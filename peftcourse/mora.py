@@ -123,7 +123,7 @@ class MoRALinear(AdapterLayer):
         rows = torch.arange(self.out_features, device=flat.device) % flat.shape[-1]
         return flat[..., rows]
 
-    def adapter_forward(self, x, base_out=None):
+    def adapter_forward(self, x):
         return self.decompress(self.compress(self.dropout(x)) @ self.M.T)
 
     def rotations(self):

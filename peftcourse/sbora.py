@@ -93,7 +93,7 @@ class SBoRALinear(AdapterLayer):
         dw = self.update().new_zeros(self.out_features, self.in_features)
         return dw.index_add(1 if self.variant == "FA" else 0, self.indices, self.update())
 
-    def adapter_forward(self, x, base_out=None):
+    def adapter_forward(self, x):
         x = self.dropout(x)  # elementwise, so dropping before or after the gather is the same in distribution
         if self.variant == "FA":
             return x[..., self.indices] @ self.B.T * self.scaling  # gather r inputs: A_sb·x without a matmul
