@@ -63,6 +63,11 @@ def weight_snapshot(model, names):
     """{name: a copy of the layer's current (out, in) weight}: one checkpoint of the §3.2 analysis."""
     if isinstance(names, str) or not names:
         raise ValueError(f"names must be a non-empty list of layer names, got {names!r}")
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise ValueError(f"the model has no layers {missing[:3]}; its linear layers are e.g. "
+                         f"{[n for n, m in modules.items() if isinstance(m, (nn.Linear, AdapterLayer))][:4]}")
     return {n: merged_weight(model.get_submodule(n)).detach().float().cpu().clone() for n in names}
 
 

@@ -31,6 +31,7 @@ def nf4_steps(offset=NF4_OFFSET):
 
     Returns a dict of the intermediate tensors; the last entry is the 16-value table.
     """
+    validate.number("offset", offset, 0.5, 1, low_open=True, high_open=True)  # a probability above the median
     p_pos = torch.linspace(offset, 0.5, 9)[:-1]  # 8 probabilities, 0.97 … 0.56 (0.5 itself would give 0)
     p_neg = torch.linspace(offset, 0.5, 8)[:-1]  # 7 probabilities, 0.97 … 0.57: one level fewer below 0
     z_pos = torch.special.ndtri(p_pos.double())  # Φ⁻¹: the normal quantile (z-score) of each probability

@@ -6,6 +6,7 @@ what was given and what would be right.
 """
 import math
 import numbers
+import re
 
 import torch
 
@@ -83,6 +84,11 @@ def name_list(name, value):
     if isinstance(value, str):
         if not value:
             raise ValueError(f"{name} is empty: give a regex or a list of layer names")
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"{name}={value!r} is not a valid regular expression ({err}); "
+                             "a list of names such as ['c_attn'] needs no regex") from None
         return value
     if not isinstance(value, (list, tuple, set)):
         raise TypeError(f"{name} must be a regex string or a list of names, got {type(value).__name__}")
