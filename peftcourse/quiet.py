@@ -4,6 +4,9 @@ Imported first by peftcourse/__init__.py, so the filters are in place before any
 Each filter matches one message only; anything else a library says still shows.
 """
 import logging
+import os
+import sys
+import warnings
 
 
 class _DropMessage(logging.Filter):
@@ -22,3 +25,24 @@ class _DropMessage(logging.Filter):
 # use that kernel (peftcourse.qlora keeps Linear4bit in its training layout), so the box is noise.
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
     _DropMessage("Failed to load CPU gemm_4bit_forward from kernels-community"))
+
+# transformers 5 on every causal-LM loss: TinyGPT's config has no `loss_type`, so transformers says it
+# falls back to ForCausalLMLoss, which is the loss the course means (GPT-2's own cross-entropy).
+logging.getLogger("transformers.modeling_utils").addFilter(
+    _DropMessage("`loss_type=None` was set in the config but it is unrecognized"))
+
+# peft corrects `fan_in_fan_out` for GPT-2's Conv1D by itself (weights stored in x out) and says so with
+# a warning carrying a local file path; notebook 05 compares with peft on GPT-2 and does not teach it.
+warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False but the target module is `Conv1D`",
+                        category=UserWarning)
+
+# Deprecation notices raised inside the libraries, about their own internal calls (peft 0.21 still calls
+# `is_gradient_checkpointing` and passes `past_key_values`, renamed in transformers 5). Nothing a notebook
+# can change; a FutureWarning from the course's or a student's own code still shows.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|accelerate|bitsandbytes)(\.|$)")
+
+# "Loading weights: 0%|" bars of from_pretrained: a saved notebook keeps only the bar's first text (0 %).
+# The environment variable works when transformers is imported after peftcourse; the call when before.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+if "transformers" in sys.modules:
+    sys.modules["transformers"].utils.logging.disable_progress_bar()

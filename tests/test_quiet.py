@@ -1,0 +1,62 @@
+"""peftcourse.quiet silences the known-harmless library messages, and nothing else."""
+import importlib
+import logging
+import warnings
+
+import torch
+from peft import LoraConfig, PrefixTuningConfig, get_peft_model
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from peftcourse import quiet
+
+
+def tiny_gpt2():
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                      bos_token_id=0, eos_token_id=0))
+
+
+def test_peft_on_gpt2_raises_no_warning():
+    """The fan_in_fan_out UserWarning and the libraries' internal FutureWarnings are gone."""
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(record=True) as caught:
+        importlib.reload(quiet)  # pytest restores the warning filters after collecting, where quiet ran first
+        for config in (LoraConfig(r=2, target_modules=["c_attn"]),
+                       PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2)):
+            get_peft_model(tiny_gpt2(), config)(input_ids=ids, labels=ids).loss.backward()
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught if w.category is not DeprecationWarning]
+    assert messages == []
+
+
+def test_own_warnings_still_show():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        warnings.warn("a deprecation in the course's own code", FutureWarning)
+        warnings.warn("a user warning of ours", UserWarning)
+    assert [str(w.message) for w in caught] == ["a deprecation in the course's own code", "a user warning of ours"]
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_only_the_known_transformers_message_is_dropped():
+    logger = logging.getLogger("transformers.modeling_utils")
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        logger.warning("`loss_type=None` was set in the config but it is unrecognized. Using the default loss: `ForCausalLMLoss`.")
+        logger.warning("Some weights of the model checkpoint were not used")
+    finally:
+        logger.removeHandler(handler)
+    assert handler.messages == ["Some weights of the model checkpoint were not used"]
+
+
+def test_from_pretrained_progress_bars_are_off():
+    from transformers.utils import logging as hf_logging
+    assert not hf_logging.is_progress_bar_enabled()
