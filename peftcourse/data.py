@@ -85,8 +85,7 @@ def arithmetic(n_train, n_test, digits=2, ops="+", seed=0):
     """
     validate.positive_int("n_train", n_train)
     validate.positive_int("n_test", n_test)
-    if digits not in (1, 2, 3):
-        raise ValueError(f"digits must be 1, 2 or 3, got {digits!r}")
+    validate.int_in("digits", digits, 1, 3)
     if not ops or set(ops) - set("+-*"):
         raise ValueError(f"ops must be a string of '+', '-', '*', got {ops!r}")
     low, high = (0 if digits == 1 else 10 ** (digits - 1)), 10 ** digits
