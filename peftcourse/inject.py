@@ -56,7 +56,7 @@ def each_layer(model, action, name, *args, **kwargs):
     layers = adapter_layers(model)
     if not layers:
         raise ValueError("the model has no adapter layers: inject() a method first")
-    single = [(n, type(layer).__name__) for n, layer in layers if not hasattr(layer, action)]
+    single = [(n, type(layer).__name__) for n, layer in layers if not hasattr(layer, "check_" + action)]
     if single:
         raise TypeError(f"{single[0][1]} at {single[0][0]!r} holds a single adapter (no {action})")
     for lname, layer in layers:  # every layer checks the call before any layer changes
