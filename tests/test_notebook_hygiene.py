@@ -101,3 +101,17 @@ def test_every_widget_cell_also_has_a_plain_output(path):
         plain = [o for o in outs if o["output_type"] == "stream" or
                  (WIDGET not in o.get("data", {}) and set(o.get("data", {})) & {"image/png", "text/plain"})]
         assert plain, f"widget cell {i} has no plain default output (text or PNG) to show before the kernel runs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbconvert_renders_the_deck(path):
+    """`jupyter nbconvert --to slides` builds one reveal.js section per slide, holding one per (sub)slide."""
+    from nbconvert import SlidesExporter
+
+    nb = json.loads(path.read_text())
+    types = [c["metadata"].get("slideshow", {}).get("slide_type") for c in nb["cells"]]
+    body, _ = SlidesExporter().from_filename(str(path))
+    sections = body.count("<section")
+    assert sections == 2 * types.count("slide") + types.count("subslide"), \
+        f"the deck has {sections} <section>s for {types.count('slide')} slides and {types.count('subslide')} subslides"
+    assert types.count("notes") == body.count('<aside class="notes"'), "speaker notes went missing from the deck"
