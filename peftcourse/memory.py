@@ -120,6 +120,9 @@ def tensor_bytes(tensors):
 
 def measure_state(model, optimizer=None):
     """Bytes actually held by weights, gradients and optimizer state tensors (after a training step)."""
+    validate.module("model", model)
+    if optimizer is not None and not hasattr(optimizer, "state"):
+        raise TypeError(f"optimizer must be a torch optimizer or None, got {type(optimizer).__name__}")
     params = list(model.parameters())
     out = {"weights": tensor_bytes(params),
            "trainable weights": tensor_bytes(p for p in params if p.requires_grad),
@@ -152,6 +155,10 @@ def peak_rss_during(fn, interval=0.002):
     """
     import threading
     import psutil
+
+    if not callable(fn):
+        raise TypeError(f"fn must be a function to run and measure, got {type(fn).__name__}")
+    validate.positive_number("interval", interval)
 
     release_free_memory()
     proc = psutil.Process()

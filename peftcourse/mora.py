@@ -160,8 +160,9 @@ def accuracy_table(rows, metric="char_acc", title="measured here"):
 
     rows: list of (method, rank, trainable_params, History) whose evals hold `metric` (a fraction).
     """
-    if not rows:
-        raise ValueError("accuracy_table needs at least one (method, rank, trainable_params, History) row")
+    if not isinstance(rows, (list, tuple)) or not rows or not all(
+            isinstance(row, (list, tuple)) and len(row) == 4 and hasattr(row[3], "metric") for row in rows):
+        raise ValueError("accuracy_table needs a list of (method, rank, trainable_params, History) rows")
     steps = rows[0][3].metric(metric)[0]
     lines = [f"{title}: {metric} (%) after ... steps",
              f"{'method':<8}{'rank':>6}{'trainable':>12}" + "".join(f"{s:>8}" for s in steps)]

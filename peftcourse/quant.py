@@ -351,6 +351,7 @@ def linear_weights(model):
     """{name: weight} of every nn.Linear / GPT-2 Conv1D in a model, in nn.Linear layout (out × in):
     the matrices QLoRA stores in 4 bits (embeddings, norms and the output layer stay in 16/32 bits)."""
     from .base import conv1d_class
+    validate.module("model", model)
     output_embedding = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     out = {}
     for name, module in model.named_modules():

@@ -23,8 +23,7 @@ from .runtime import get_device, seed_everything, DEFAULT_SEED
 def eval_mode(model):
     """Evaluate in eval mode (no dropout) and without gradients; put the model back in the mode it
     was in afterwards, also when the evaluation raises. Every evaluation helper uses it."""
-    if not hasattr(model, "training") or not callable(getattr(model, "train", None)):
-        raise TypeError(f"eval_mode needs a torch nn.Module, got {type(model).__name__}")
+    validate.module("eval_mode's model", model)
     was_training = model.training
     model.eval()
     try:

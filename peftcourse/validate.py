@@ -100,6 +100,13 @@ def name_list(name, value):
     return value
 
 
+def module(name, value):
+    """A torch nn.Module (a model or a layer)."""
+    if not isinstance(value, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch nn.Module, got {type(value).__name__}")
+    return value
+
+
 def tensor(name, value, dims=None, floating=True, finite=True):
     """A torch.Tensor (of a floating dtype, with `dims` dimensions, without NaN/Inf, as asked)."""
     if not torch.is_tensor(value):
