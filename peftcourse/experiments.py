@@ -293,9 +293,9 @@ def reproduce(name, seed, size="full", results_dir=RESULTS_DIR):
 # standard-library sentences by package (data.doc_topics, 8 labels) is the same setting at CPU scale.
 
 MINILM_DATA = {   # the training sentences are split once (seed 0): the sweep picks learning rates on `val`, never on `test`
-    "full": {"n_train": 1000, "n_val": 200, "n_test": 400, "steps": 64, "batch_size": 16, "max_length": 24},
-    "class": {"n_train": 1000, "n_val": 200, "n_test": 400, "steps": 32, "batch_size": 16, "max_length": 24},
-    "smoke": {"n_train": 24, "n_val": 8, "n_test": 8, "steps": 2, "batch_size": 4, "max_length": 12},
+    "full": {"n_train": 1000, "n_val": 200, "n_test": 400, "steps": 64, "batch_size": 16, "max_length": 16, "eval_every": 32},
+    "class": {"n_train": 1000, "n_val": 200, "n_test": 400, "steps": 32, "batch_size": 16, "max_length": 16, "eval_every": 16},
+    "smoke": {"n_train": 24, "n_val": 8, "n_test": 8, "steps": 2, "batch_size": 4, "max_length": 12, "eval_every": 1},
 }
 HEAD_LR = 1e-2         # the new, randomly initialised classifier learns at this rate in every method (as in notebook 03)
 LR_SWEEP = {           # per method family: candidates tried on seed 0 (LoRA-family ~10x full FT's, LoRA §4 / Hu et al.)
@@ -316,7 +316,7 @@ RUN_CACHE_FILE = None  # optionally a JSON-lines file that keeps them between pr
 
 
 def minilm_sizes(**extra):
-    return {size: {**cfg, "eval_every": max(1, cfg["steps"] // 4), **extra} for size, cfg in MINILM_DATA.items()}
+    return {size: {**cfg, **extra} for size, cfg in MINILM_DATA.items()}
 
 
 def minilm_splits(cfg):
