@@ -66,7 +66,9 @@ class AdapterLayer(PEFTModule):
         for p in base.parameters():
             p.requires_grad_(False)
         self.merged = False
-        self._merged_delta = None
+        # what merge() added, so that unmerge() takes exactly that out again; a buffer, so that .to(device)
+        # moves it, but not persistent: an adapter file never holds it (merged models are not saved)
+        self.register_buffer("merged_delta", None, persistent=False)
 
     def base_weight(self):
         """W0 in nn.Linear layout (out x in), whatever the base module stores."""
@@ -101,15 +103,15 @@ class AdapterLayer(PEFTModule):
             raise FloatingPointError(f"{type(self).__name__}: ΔW holds NaN or Inf (diverged training?): "
                                      "refusing to merge it into the base weight")
         self.add_to_base(delta)
-        self._merged_delta = delta  # unmerge subtracts exactly what was added, whatever happens to A, B, ... since
+        self.merged_delta = delta  # unmerge subtracts exactly this, whatever happens to A, B, ... meanwhile
         self.merged = True
 
     @torch.no_grad()
     def unmerge(self):
         if not self.merged:
             raise RuntimeError("this layer is not merged; there is nothing to unmerge")
-        self.add_to_base(-self._merged_delta)
-        self._merged_delta = None
+        self.add_to_base(-self.merged_delta)
+        self.merged_delta = None
         self.merged = False
 
     def add_to_base(self, delta):

@@ -86,7 +86,7 @@ class DoRALinear(LoRALinear):
     def delta_weight(self):
         """W' − W0 with W' = (m/‖V‖) ⊙ V: what the generic merge() adds to the base weight."""
         if self.merged:  # the base weight already holds W'; rebuilding V from it would be wrong
-            return self._merged_delta
+            return self.merged_delta
         W0 = self.base_weight().to(self.A.dtype)
         V = W0 + self.scaling * (self.B @ self.A)
         return self.magnitude_scale()[:, None] * V - W0
