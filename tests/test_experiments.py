@@ -1,0 +1,174 @@
+"""The experiment registry: every experiment runs at smoke size, every committed result validates, the verdict
+rule does what its docstring says, and a rerun of a cached seed repeats its value."""
+import glob
+import json
+import math
+import os
+
+import matplotlib
+import pytest
+
+from peftcourse import experiments as E
+
+matplotlib.use("Agg")
+COMMITTED = sorted(p for p in glob.glob(os.path.join(E.RESULTS_DIR, "*.json")) if os.path.basename(p).count(".") == 1)
+README = os.path.join(E.ROOT, "README.md")
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def smoke_results():
+    """Every registered experiment at smoke size, one seed (a fresh run cache: nothing reused from elsewhere)."""
+    E.RUN_CACHE.clear()
+    return {name: E.run_experiment(name, [0], "smoke", log=quiet) for name in E.REGISTRY}
+
+
+def test_registry_holds_the_minilm_claims():
+    claims = {exp.claim for exp in E.REGISTRY.values()}
+    assert {"C1", "C2", "C3", "C4", "C7"} <= claims
+
+
+@pytest.mark.parametrize("name", sorted(E.REGISTRY))
+def test_every_experiment_runs_at_smoke_size(smoke_results, name):
+    result = smoke_results[name]
+    E.validate_result(result, min_seeds=1)
+    settings = E.get(name).config("smoke")["settings"]
+    assert list(result["results"]) == list(settings)
+    assert set(result["curves"]) == set(settings)
+    for curve in result["curves"].values():   # one curve per seed, as long as its steps
+        assert len(curve["val_accuracy"]) == 1 and len(curve["val_accuracy"][0]) == len(curve["eval_steps"])
+    assert list(result) == [k for k in E.KEYS]   # exactly the issue's keys, in its order
+
+
+def test_same_seed_gives_identical_values_and_curves():
+    runs = []
+    for _ in range(2):
+        E.RUN_CACHE.clear()   # train again, do not reuse the first run
+        runs.append(E.run_experiment("lora_targets", [3], "smoke", log=quiet))
+    assert runs[0]["results"] == runs[1]["results"]
+    assert runs[0]["curves"] == runs[1]["curves"]   # the loss values too, not only the (coarse) accuracy
+    E.RUN_CACHE.clear()
+    other = E.run_experiment("lora_targets", [4], "smoke", log=quiet)
+    assert other["curves"] != runs[0]["curves"]     # and the seed does change the run
+
+
+def test_reproduce_reruns_a_stored_seed(tmp_path):
+    E.RUN_CACHE.clear()
+    E.run_experiment("lora_vs_full_ft", [0, 1], "smoke", out_dir=str(tmp_path), log=quiet)
+    E.RUN_CACHE.clear()
+    rerun = E.reproduce("lora_vs_full_ft", 1, size="smoke", results_dir=str(tmp_path))
+    assert set(rerun) == {"full FT", "LoRA (q,v) r=8"}
+    assert all(rel <= E.REPRODUCE_TOLERANCE for _, _, rel in rerun.values())
+    with pytest.raises(ValueError, match="seed 7 is not among the cached seeds"):
+        E.reproduce("lora_vs_full_ft", 7, size="smoke", results_dir=str(tmp_path))
+
+
+# ---------------------------------------------------------------- the verdict rule
+
+def fake(kind, a_values, b_values, margin=0.02):
+    comparison = {"better": E.better("A", "B"), "parity": E.parity("A", "B", margin)}[kind]
+    return E.judge(comparison, {"A": a_values, "B": b_values}, {}, higher_is_better=True)[0]
+
+
+def test_better_needs_the_papers_sign_outside_two_standard_errors():
+    assert fake("better", [0.90, 0.91, 0.92], [0.80, 0.81, 0.82]) == "reproduced"
+    assert fake("better", [0.90, 0.80, 0.85], [0.84, 0.83, 0.85]) == "partly"        # right sign, inside the spread
+    assert fake("better", [0.80, 0.81, 0.82], [0.90, 0.91, 0.92]) == "not reproduced"
+
+
+def test_parity_needs_the_gap_inside_the_spread():
+    assert fake("parity", [0.90, 0.92, 0.88], [0.91, 0.89, 0.90]) == "reproduced"
+    assert fake("parity", [0.900, 0.901, 0.902], [0.890, 0.891, 0.892]) == "partly"  # outside 2 SE, within the margin
+    assert fake("parity", [0.90, 0.91, 0.92], [0.80, 0.81, 0.82]) == "not reproduced"
+
+
+def test_lower_is_better_flips_the_sign():
+    comparison = E.better("A", "B")
+    assert E.judge(comparison, {"A": [1.0, 1.1, 1.2], "B": [2.0, 2.1, 2.2]}, {}, higher_is_better=False)[0] == "reproduced"
+
+
+def test_fraction_and_the_combined_verdict():
+    exp = E.get("lora_vs_full_ft")
+    results = {"full FT": [0.90, 0.91, 0.92], "LoRA (q,v) r=8": [0.91, 0.90, 0.92]}
+    small = {"trainable_percent": {"LoRA (q,v) r=8": 0.3}}
+    large = {"trainable_percent": {"LoRA (q,v) r=8": 3.0}}
+    assert E.verdict(exp, results, small)[0] == "reproduced"
+    assert E.verdict(exp, results, large)[0] == "partly"     # parity holds, the fraction does not
+    worse = {"full FT": [0.90, 0.91, 0.92], "LoRA (q,v) r=8": [0.5, 0.51, 0.52]}
+    verdict, why = E.verdict(exp, worse, large)
+    assert verdict == "not reproduced" and "0.510" in why and "3.00 %" in why   # the sentence carries the numbers
+
+
+# ---------------------------------------------------------------- committed results
+
+def test_results_exist_for_the_minilm_claims():
+    names = {os.path.basename(p)[:-5] for p in COMMITTED}
+    assert {"lora_vs_full_ft", "lora_rank", "lora_targets", "adapters_vs_top_layer", "dora_vs_lora"} <= names
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=os.path.basename)
+def test_committed_result_validates(path):
+    with open(path, encoding="utf-8") as f:
+        result = json.load(f)
+    E.validate_result(result, min_seeds=3)   # keys, registered name, >= 3 seeds, finite values, verdict by the rule
+    assert os.path.basename(path) == result["name"] + ".json"
+    assert list(result) == [k for k in E.KEYS if k in result]
+    if result["claim"] in ("C1", "C2", "C7"):
+        assert len(result["seeds"]) >= 5
+    assert result["config"]["steps"] == E.MINILM_DATA["full"]["steps"]   # the cached size, not a class or smoke run
+    assert all(math.isfinite(v) for v in result["config"]["lr"].values())
+    for fam, sweep in result["config"]["lr_sweep"].items():   # the chosen rate is the sweep's best on validation
+        best = max(sweep["val_accuracy"].values())
+        assert sweep["val_accuracy"][f"{result['config']['lr'][fam]:g}"] == best
+    assert "/" not in result["why"] and result["env"]["wall_s"] > 0
+
+
+def test_validate_rejects_a_wrong_verdict_and_bad_values():
+    good = E.run_experiment("lora_rank", [0, 1, 2], "smoke", log=quiet)
+    E.validate_result(good, min_seeds=3)
+    for change, message in [({"verdict": "reproduced" if good["verdict"] != "reproduced" else "partly"}, "the rule gives"),
+                            ({"name": "no_such_experiment"}, "no experiment named"),
+                            ({"seeds": [0, 1]}, "one finite value per seed"),
+                            ({"results": {"LoRA (q,v) r=1": [0.1, float("nan"), 0.2]}}, "finite")]:
+        with pytest.raises((ValueError, KeyError), match=message):
+            E.validate_result({**good, **change}, min_seeds=2)
+    with pytest.raises(ValueError, match="at least 3 are needed"):
+        E.validate_result(E.run_experiment("lora_rank", [0], "smoke", log=quiet), min_seeds=3)
+    with pytest.raises(ValueError, match="missing"):
+        E.validate_result({k: v for k, v in good.items() if k != "why"})
+
+
+def test_bad_requests_fail_before_anything_runs():
+    with pytest.raises(KeyError, match="registered"):
+        E.run_experiment("lora_vs_ful_ft", [0], "smoke")
+    with pytest.raises(ValueError, match="distinct"):
+        E.run_experiment("lora_rank", [0, 0], "smoke")
+    with pytest.raises(ValueError, match="size must be one of"):
+        E.run_experiment("lora_rank", [0], "huge")
+    with pytest.raises(FileNotFoundError, match="run `python -m peftcourse.experiments run"):
+        E.load_result("lora_rank", size="smoke", results_dir="/nonexistent")
+
+
+def test_readme_table_is_the_generated_one():
+    if not COMMITTED:
+        pytest.skip("no committed results yet")
+    with open(README, encoding="utf-8") as f:
+        assert E.results_table() in f.read()
+
+
+def test_plots_draw_the_band_and_the_students_run(smoke_results):
+    result = smoke_results["adapters_vs_top_layer"]
+    ax = E.plot_curves(result, student=result)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "adapter b=64 (1 seeds)" in labels and "adapter b=64: your run" in labels
+    ax = E.plot_summary(result, student=result)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(result["results"])
+
+
+def test_command_line_lists_every_experiment(capsys):
+    assert E.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in E.REGISTRY)
