@@ -17,9 +17,8 @@ from peftcourse.check import check, predict, reveal, solution
 
 
 # %% [09-rhat]
-import math
-
 ### BEGIN SOLUTION
+import math
 answer = int(math.sqrt((4096 + 11008) * 8) + 0.5) // 2 * 2   # nearest, then down to even
 ### END SOLUTION
 check("09-rhat", answer);

@@ -82,6 +82,21 @@ def test_each_notebook_has_three_kinds_of_exercise(nn_):
             assert f'reveal("{ex_id}"' in "".join(nb["cells"][i + 1]["source"])
 
 
+@pytest.mark.parametrize("ex_id", IDS)
+def test_solution_matches_its_exercise_cell(ex_id):
+    """Outside the solution markers a worked solution is the student's cell, line for line (they stay in step)."""
+    ex = E.get(ex_id)
+    nb = json.loads(NOTEBOOKS[ex.notebook].read_text())
+    cells = [nb["cells"][i] for i, k in exercise_cells(nb) if k == ex_id] if ex.notebook != "00" else \
+        [c for c in nb["cells"] if f'check("{ex_id}"' in "".join(c["source"])]
+    assert len(cells) == 1
+    student = "".join(cells[0]["source"]).splitlines()
+    solved = re.sub(r"[ ]*### BEGIN SOLUTION.*?### END SOLUTION\n", "", solution_blocks(ex)[ex_id], flags=re.S)
+    for line in solved.strip().splitlines():
+        assert line in student, f"{ex_id}: solution line {line!r} is not in the notebook's exercise cell"
+    assert ex.name in "\n".join(student) and C.solution_source(ex_id).strip()
+
+
 @pytest.mark.parametrize("ex_id", [i for i in IDS if E.get(i).kind in ("quick", "array")])
 def test_no_expected_value_in_a_student_facing_cell(ex_id):
     """Neither the exercise cell nor its neighbours (question, next cell) show the answer, in source or output."""
