@@ -87,7 +87,8 @@ COMMON_MISTAKES = (
                       "two per block?)."),
     (lambda e: 8 * e, "bits vs bytes: your answer looks like bits where bytes are asked (1 byte = 8 bits)."),
     (lambda e: e / 8, "bits vs bytes: your answer looks like bytes where bits are asked (1 byte = 8 bits)."),
-    (lambda e: e * 1e9 / 2**30, "GB vs GiB: the course counts GB = 10⁹ bytes, as the lecture does, not GiB = 2³⁰."),
+    (lambda e: e * 1e9 / 2**30, "GB vs GiB: the course counts GB = 10⁹ bytes, as the lecture does, "
+                                "not GiB = 2³⁰."),
     (lambda e: e * 2**30 / 1e9, "GB vs GiB: the course counts GB = 10⁹ bytes; your answer is off by 2³⁰/10⁹."),
     (lambda e: 100 * e, "a percentage where a fraction is asked (or the other way round): a factor of 100."),
     (lambda e: e / 100, "a fraction where a percentage is asked (or the other way round): a factor of 100."),
@@ -200,7 +201,8 @@ def _adapter_cases():
             layer.up.weight.normal_()
             layer.up.bias.normal_()
         h = torch.randn(3, 5, d)
-        Wd, bd, Wu, bu = (t.detach().clone() for t in (layer.down.weight, layer.down.bias, layer.up.weight, layer.up.bias))
+        Wd, bd, Wu, bu = (t.detach().clone()
+                          for t in (layer.down.weight, layer.down.bias, layer.up.weight, layer.up.bias))
         act = nn.functional.gelu
         probe = torch.randn(3, 5, d)
         out = layer(h)
@@ -305,7 +307,8 @@ def _lora_cases():
             expected=out.detach(),
             wrong=((x @ W0.T + b + x @ A.T @ B.T, "the scaling α/r is missing: h = W₀x + b + (α/r)·B A x."),
                    (x @ W0.T + b + (r / alpha) * x @ A.T @ B.T, "the scaling is upside down: it is α/r, not r/α."),
-                   (x @ W0.T + b + alpha / math.sqrt(r) * x @ A.T @ B.T, "that is rsLoRA's α/√r; plain LoRA scales by α/r."),
+                   (x @ W0.T + b + alpha / math.sqrt(r) * x @ A.T @ B.T,
+                    "that is rsLoRA's α/√r; plain LoRA scales by α/r."),
                    (x @ W0.T + s * x @ A.T @ B.T, "the base layer's bias b is missing."),
                    (s * x @ A.T @ B.T, "only the update: the frozen base output W₀x + b is part of h too.")),
             grads={"A": layer.A.grad, "B": layer.B.grad}, probe=probe,
@@ -691,19 +694,24 @@ EXERCISES = {ex.id: ex for ex in [
     # ---------------------------------------------------------------- 01
     Exercise("01-full-ft-gb", "quick", "13B full fine-tuning, GB", "answer",
              hint="multiply the parameters by the lecture's bytes per parameter, then convert to GB (10⁹ bytes).",
-             reread=_nb("3 (What does fine-tuning cost in memory?)", "'Naively Fine-Tuning LLaMA-3-8B takes 128GB of RAM!'"),
+             reread=_nb("3 (What does fine-tuning cost in memory?)",
+                        "'Naively Fine-Tuning LLaMA-3-8B takes 128GB of RAM!'"),
              explain="16 bytes per parameter: fp16 weight and gradient (2 + 2) plus Adam's fp32 master copy and two "
                      "moments (12).",
              expected=_full_ft_gb, tol=1.0,
-             mistakes=((lambda e: e / 4, "only the fp16 weights: the gradient and Adam's states cost more than the weights."),
-                       (lambda e: e * 12 / 16, "the fp16 weight and gradient are missing: 2 + 2 bytes more per parameter."))),
+             mistakes=((lambda e: e / 4, "only the fp16 weights: the gradient and Adam's states cost more than "
+                                         "the weights."),
+                       (lambda e: e * 12 / 16, "the fp16 weight and gradient are missing: 2 + 2 bytes more per "
+                                               "parameter."))),
     Exercise("01-feature-based", "code", "feature-based fine-tuning", "feature_based",
              hint="freeze every pretrained parameter, then give the model a new, trainable last layer.",
-             reread=_nb("2 (Three ways to adapt it)", "'Finetuning of Convolutional Neural Networks (CNNs)', approach (2)"),
+             reread=_nb("2 (Three ways to adapt it)",
+                        "'Finetuning of Convolutional Neural Networks (CNNs)', approach (2)"),
              explain="Only the new classifier trains: a logistic regression on the frozen 64-d features.",
              cases=lambda: [_adapt(c, "feature") for c in _feature_based_cases()]),
     Exercise("01-top-layer-share", "predict", "share of weights top-layer fine-tuning trains", "prediction",
-             hint="", reread=_nb("2 (Three ways to adapt it)", "'Finetuning of Convolutional Neural Networks (CNNs)', approach (3)"),
+             hint="", reread=_nb("2 (Three ways to adapt it)",
+                                 "'Finetuning of Convolutional Neural Networks (CNNs)', approach (3)"),
              explain="Top-layer fine-tuning trains {m:.0%} of SmallCNN: the last conv block and the dense head hold most "
                      "of the weights, while the early layers, which see every pixel, are small. 'Top layers only' "
                      "saves compute on the frozen part, not necessarily parameters.",
