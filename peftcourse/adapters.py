@@ -36,6 +36,8 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 def adapter_param_count(d_model, bottleneck):
     """2·d·b + d + b: down (b×d weights + b biases) plus up (d×b weights + d biases)."""
+    validate.positive_int("d_model", d_model)
+    validate.positive_int("bottleneck", bottleneck)
     return 2 * d_model * bottleneck + d_model + bottleneck
 
 

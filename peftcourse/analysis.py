@@ -120,6 +120,7 @@ def plot_decomposition(W, title="", rows=48, splits=(), axes=None):
 
     splits: output rows where a fused matrix changes part (GPT-2's c_attn: q | k | v at d and 2d)."""
     _check_matrix("W", W)
+    validate.positive_int("rows", rows)
     W = W.detach().float().cpu()
     m = W.norm(dim=1)
     direction = W / m.clamp_min(torch.finfo(W.dtype).tiny)[:, None]

@@ -113,6 +113,8 @@ def exact_match(predictions, answers):
 
 
 def _same_length(predictions, answers):
+    if not isinstance(predictions, (list, tuple)) or not isinstance(answers, (list, tuple)):
+        raise TypeError("predictions and answers must be lists of strings")
     if len(predictions) != len(answers) or not answers:
         raise ValueError(f"need as many predictions as answers (and at least one): "
                          f"{len(predictions)} predictions, {len(answers)} answers")
@@ -130,6 +132,7 @@ def encode_example(tokenizer, example):
 def generation_batches(tokenizer, examples, batch_size=16, seed=0, shuffle=True):
     """A DataLoader of {"input_ids", "attention_mask", "labels"} dicts (right-padded, pad labels -100)."""
     validate.positive_int("batch_size", batch_size)
+    validate.flag("shuffle", shuffle)
     if not examples:
         raise ValueError("no examples to batch")
     encoded = [encode_example(tokenizer, ex) for ex in examples]
@@ -169,6 +172,8 @@ def evaluate_generation(model, tokenizer, examples, metric=exact_match, batch_si
     """Greedy-generate an answer for every example's prompt and score it: metric(predictions, answers)."""
     if not examples:
         raise ValueError("no examples to evaluate")
+    if not callable(metric):
+        raise TypeError(f"metric must be a function (predictions, answers) -> dict, e.g. exact_match, got {metric!r}")
     if max_new_tokens is None:  # room for the longest answer plus eos
         max_new_tokens = max(len(tokenizer(ex["answer"])["input_ids"]) for ex in examples) + 1
     predictions = generate_answers(model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens, batch_size)
@@ -213,6 +218,8 @@ def doc_topics(n_train=None, n_test=400, seed=0):
 def classification_batches(tokenizer, examples, batch_size=32, seed=0, shuffle=True, max_length=64):
     """A DataLoader of tokenized {"input_ids", "attention_mask", ..., "labels"} dicts."""
     validate.positive_int("batch_size", batch_size)
+    validate.flag("shuffle", shuffle)
+    validate.positive_int("max_length", max_length)
     if not examples:
         raise ValueError("no examples to batch")
 
@@ -296,6 +303,7 @@ def tensor_batches(X, y, batch_size=64, seed=0, shuffle=True):
     """A DataLoader of (inputs, target) pairs, for train(..., loss_fn=...)."""
     from torch.utils.data import TensorDataset
     validate.positive_int("batch_size", batch_size)
+    validate.flag("shuffle", shuffle)
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     return DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle,

@@ -34,6 +34,8 @@ _BY_NAME = {"sharing": 1, "rotation": 6, "truncation": "truncation", "decoupling
 
 def mora_rank(in_features, out_features, r, mora_type=6):
     """r̂ as the reference code computes it: √((in+out)·r) rounded to nearest; even for rotation (RoPE pairs)."""
+    for name, value in (("in_features", in_features), ("out_features", out_features), ("r", r)):
+        validate.positive_int(name, value)
     r_hat = int(math.sqrt((in_features + out_features) * r) + 0.5)
     if normalise_type(mora_type) == 6:
         r_hat = r_hat // 2 * 2

@@ -54,10 +54,9 @@ class QuantLinear(nn.Module):
                  compute_dtype=torch.float32):
         super().__init__()
         validate.tensor("weight", weight, dims=2)
-        if bias is not None:
-            validate.tensor("bias", bias, dims=1)
-        if not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
-            raise ValueError(f"compute_dtype must be a torch floating dtype (torch.float32, torch.bfloat16), got {compute_dtype!r}")
+        if bias is not None and validate.tensor("bias", bias, dims=1).shape[0] != weight.shape[0]:
+            raise ValueError(f"bias has {bias.shape[0]} entries but the weight has {weight.shape[0]} output rows")
+        validate.float_dtype("compute_dtype", compute_dtype)
         self.out_features, self.in_features = weight.shape
         self.quant_type, self.blocksize, self.double_quant = quant_type, blocksize, double_quant
         self.compute_dtype = compute_dtype

@@ -145,8 +145,9 @@ class AbsmaxQuantized(nn.Module):
         self.shape, self.dtype, self.bits, self.blocksize = torch.Size(shape), dtype, bits, blocksize
 
     def dequantize(self, dtype=None):
+        dtype = self.dtype if dtype is None else validate.float_dtype("dtype", dtype)
         n = self.shape.numel()
-        return (as_blocks(self.q.float(), self.blocksize) / self.c[:, None]).flatten()[:n].view(self.shape).to(dtype or self.dtype)
+        return (as_blocks(self.q.float(), self.blocksize) / self.c[:, None]).flatten()[:n].view(self.shape).to(dtype)
 
     def overhead_bits_per_param(self):
         return 8 * self.c.nbytes / self.shape.numel()
@@ -221,6 +222,7 @@ class Quantized4bit(nn.Module):
 
     def dequantize(self, dtype=None):
         """code[index] · absmax of its block, in `dtype` (default: the original tensor's dtype)."""
+        dtype = self.dtype if dtype is None else validate.float_dtype("dtype", dtype)
         n = self.shape.numel()
         # one lookup per byte: row b of `pairs` holds the code values of b's high and low nibble
         code = nn.functional.pad(self.code, (0, 16 - self.code.numel()))  # 15-level codes never use index 15
@@ -228,7 +230,7 @@ class Quantized4bit(nn.Module):
         pairs = torch.stack([code[byte >> 4], code[byte & 0xF]], dim=1)
         values = nn.functional.embedding(self.packed.long(), pairs).flatten()[:n]  # == code[indices]
         blocks = as_blocks(values, self.blocksize) * self.block_absmax()[:, None]
-        return blocks.flatten()[:n].view(self.shape).to(dtype or self.dtype)
+        return blocks.flatten()[:n].view(self.shape).to(dtype)
 
     def overhead_bits_per_param(self):
         """Bits spent on quantization constants per weight, measured from what is stored (state_dict)."""

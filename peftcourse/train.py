@@ -70,6 +70,7 @@ class History:
 
     def smoothed_losses(self, window=20):
         """Running mean of the loss (plots of per-step loss are noisy)."""
+        validate.positive_int("window", window)
         out, acc = [], 0.0
         for i, v in enumerate(self.losses):
             acc += v
@@ -114,15 +115,26 @@ def compute_loss(model, batch, loss_fn=None):
         return out.loss
     if isinstance(batch, dict):
         raise TypeError("with loss_fn the batch must be (inputs, target), got a dict")
+    if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+        raise TypeError(f"with loss_fn each batch must be a pair (inputs, target), got {type(batch).__name__}"
+                        f"{f' of length {len(batch)}' if isinstance(batch, (list, tuple)) else ''}")
     inputs, target = batch
     out = model(inputs)
     logits = getattr(out, "logits", out)
-    return loss_fn(logits, target)
+    loss = loss_fn(logits, target)
+    if not torch.is_tensor(loss) or loss.numel() != 1:
+        raise TypeError(f"loss_fn must return a single-number tensor (e.g. F.cross_entropy's mean), got "
+                        f"{type(loss).__name__}{f' of shape {tuple(loss.shape)}' if torch.is_tensor(loss) else ''}")
+    return loss
 
 
 def make_optimizer(params, name, lr, weight_decay):
     if callable(name):
-        return name(params)
+        opt = name(params)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"optimizer={name!r} must return a torch.optim.Optimizer for the parameters, "
+                            f"got {type(opt).__name__}")
+        return opt
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "adam":

@@ -120,6 +120,13 @@ def tensor(name, value, dims=None, floating=True, finite=True):
     return value
 
 
+def float_dtype(name, value):
+    """A torch floating dtype such as torch.float32 or torch.bfloat16."""
+    if not (isinstance(value, torch.dtype) and value.is_floating_point):
+        raise ValueError(f"{name} must be a torch floating dtype (torch.float32, torch.bfloat16, ...), got {value!r}")
+    return value
+
+
 def adapter_dtype(weight):
     """The dtype of new adapter weights, as peft chooses it: fp32, or fp64 for an fp64 base
     (fp16/bf16/4-bit bases get fp32 adapters: small updates would round away in 16 bits)."""

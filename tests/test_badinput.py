@@ -14,13 +14,13 @@ from torch import nn
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
 import peftcourse as pc
-from peftcourse import adapters, analysis, cnn, linalg, memory, quant, sbora
+from peftcourse import adapters, analysis, cnn, data, linalg, memory, mora, quant, sbora
 from peftcourse.dora import DoRALinear, magnitude_only
 from peftcourse.inject import adapter_layers, adapter_state_dict, add_adapter, set_adapter
 from peftcourse.lora import LoRALinear, inject_gpt2_attention
 from peftcourse.mora import MoRALinear
 from peftcourse.prompts import PrefixTuning, PromptTuning
-from peftcourse.qlora import QLoRALinear
+from peftcourse.qlora import QLoRALinear, QuantLinear
 from peftcourse.sbora import SBoRALinear
 from peftcourse.train import eval_mode
 
@@ -400,6 +400,19 @@ def test_absmax_enormous_blocksize_is_one_block():
     (lambda: analysis.regression([1, 2, math.nan], [1, 2, 3]), ValueError, "finite"),
     (lambda: analysis.energy_rank(torch.eye(2), energy=math.nan), ValueError, "energy"),
     (lambda: cnn.count_params(cnn.SmallCNN(), trainable_only="yes"), TypeError, "trainable_only"),
+    (lambda: quant.quantize_nf4(torch.randn(64)).dequantize("float"), ValueError, "dtype"),
+    (lambda: quant.nf4_code(offset=2.0), ValueError, "offset"),
+    (lambda: QuantLinear(torch.randn(4, 8), torch.randn(3)), ValueError, "bias"),
+    (lambda: mora.mora_rank(8, 8, 0), ValueError, "r must be a positive int"),
+    (lambda: adapters.adapter_param_count(-4, 2), ValueError, "d_model"),
+    (lambda: pc.History().smoothed_losses(window=0), ValueError, "window"),
+    (lambda: data.tensor_batches(torch.randn(4, 2), torch.zeros(4), shuffle="no"), TypeError, "shuffle"),
+    (lambda: data.exact_match(None, ["a"]), TypeError, "lists"),
+    (lambda: pc.train(mlp(), DATA, steps=1, loss_fn=lambda out, t: (out - t) ** 2, progress=False), TypeError,
+     "single-number tensor"),
+    (lambda: pc.train(mlp(), DATA, steps=1, loss_fn=LOSS, optimizer=lambda params: None, progress=False), TypeError,
+     "torch.optim.Optimizer"),
+    (lambda: pc.train(mlp(), [(torch.randn(2, 8),)], steps=1, loss_fn=LOSS, progress=False), TypeError, "pair"),
 ])
 def test_numeric_helpers_refuse_bad_numbers(call, error, words):
     with pytest.raises(error, match=words):
