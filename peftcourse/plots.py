@@ -190,16 +190,31 @@ def scatter_tradeoff(points, x="trainable params", y="accuracy", ax=None, logx="
     st = styles(points)
     for label, (px, py) in points.items():
         ax.scatter([px], [py], s=60, color=st[label]["color"], marker=st[label]["marker"], label=label, zorder=3)
-        ax.annotate(label, (px, py), textcoords="offset points", xytext=(5, 5), fontsize=8)
     xs = [px for px, _ in points.values()]
     if logx == "auto":
         logx = min(xs) > 0 and max(xs) / min(xs) > 20
     if logx:
         ax.set_xscale("log")
+    label_points(ax, points)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(title or f"{y} vs {x}")
     return ax
+
+
+def label_points(ax, points, fontsize=8):
+    """Name each point beside it; a label that would cover an earlier one moves up a line (crowded methods)."""
+    ax.autoscale_view()
+    to_points = 72 / ax.figure.dpi  # display pixels -> typographic points
+    placed = []  # (x0, x1, y) of the labels so far, in points
+    for label, (px, py) in points.items():
+        x, y = (v * to_points for v in ax.transData.transform((px, py)))
+        width, dy = 0.6 * fontsize * len(str(label)), 5
+        while any(x + 5 < x1 and x0 < x + 5 + width and abs(y + dy - y1) < fontsize + 2 for x0, x1, y1 in placed):
+            dy += fontsize + 3
+        placed.append((x + 5, x + 5 + width, y + dy))
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(5, dy), fontsize=fontsize,
+                    arrowprops=dict(arrowstyle="-", color="#999999", lw=0.6) if dy > 5 else None)
 
 
 def plot_matrices(matrices, ncols=None, cmap="RdBu_r", size=2.6, suptitle=None):

@@ -108,3 +108,17 @@ def test_legend_refuses_a_place_on_the_data():
     with pytest.raises(ValueError, match="outside the data"):
         plots.legend(ax, "best")
     plt.close(fig)
+
+
+def test_scatter_labels_of_crowded_points_do_not_overlap():
+    """Notebook 12 at one parameter budget: every method within a few percent of 49 k parameters."""
+    points = {name: (49_000 + 20 * i, 0.50 + 0.001 * (i % 2)) for i, name in
+              enumerate(["LoRA", "DoRA", "MoRA", "SBoRA-FA", "SBoRA-FB", "prompt"])}
+    points.update({"adapter": (60_000, 0.3), "full FT": (40_000, 0.7)})  # the range that crowds the others
+    ax = plots.scatter_tradeoff(points, x="trainable parameters", y="accuracy")
+    ax.figure.canvas.draw()
+    boxes = [matplotlib.text.Text.get_window_extent(t) for t in ax.texts]  # the words, not their leader lines
+    assert len(boxes) == len(points)
+    for a, b in itertools.combinations(boxes, 2):
+        assert min(a.x1, b.x1) - max(a.x0, b.x0) <= 1 or min(a.y1, b.y1) - max(a.y0, b.y0) <= 1
+    plt.close(ax.figure)
