@@ -77,9 +77,11 @@ def interact(show, *, manual=False, live=None, live_name="train live", **knobs):
         children.append(ipywidgets.Button(description=live_name, tooltip="train for the values chosen (slow)"))
         children[-1].on_click(lambda _: run(live))
     box = ipywidgets.VBox(children + [out], _dom_classes=["widget-interact"])
-    fallback = (f"[controls for {', '.join(defaults)}: run the notebook to use them; "
+    names = [w._kwarg for w in knob_widgets if isinstance(w, ipywidgets.DOMWidget)]
+    fallback = (f"[controls for {', '.join(names)}: run the notebook to use them; "
                 "the result above is for the default values]")
-    display({**box._repr_mimebundle_(), "text/plain": fallback}, raw=True)
+    if ipython() is not None:  # a plain Python run has no front end to draw the controls
+        display({**box._repr_mimebundle_(), "text/plain": fallback}, raw=True)
     return None
 
 

@@ -93,9 +93,14 @@ def test_live_button_trains_for_the_chosen_values_and_knobs_show_cached(publishe
     assert calls == [("cached", 3), ("cached", 4), ("live", 4)]
 
 
-def test_outside_ipython_the_default_result_is_printed(capsys):
-    interact(lambda r=2: print(f"r is {r}"), r=W.IntSlider(2, 1, 9))
-    assert "r is 2" in capsys.readouterr().out
+def test_outside_ipython_the_default_result_is_printed_and_nothing_else(capsys):
+    interact(lambda r=2, k=0: print(f"r is {r}, k is {k}"), r=W.IntSlider(2, 1, 9), k=W.fixed(192))
+    assert capsys.readouterr().out == "r is 2, k is 192\n"
+
+
+def test_fixed_knobs_are_not_named_as_controls(published):
+    interact(lambda r=2, k=0: None, r=W.IntSlider(2, 1, 9), k=W.fixed(192))
+    assert "controls for r:" in published[-1]["data"]["text/plain"]
 
 
 @pytest.mark.parametrize("args, kwargs, message", [
