@@ -42,7 +42,10 @@ warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False but th
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|accelerate|bitsandbytes)(\.|$)")
 
 # "Loading weights: 0%|" bars of from_pretrained: a saved notebook keeps only the bar's first text (0 %).
-# The environment variable works when transformers is imported after peftcourse; the call when before.
+# The environment variable works when the libraries are imported after peftcourse; the calls when before.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+if "huggingface_hub" in sys.modules:  # it read the variable at its import; transformers copies its setting
+    from huggingface_hub.utils import disable_progress_bars
+    disable_progress_bars()
 if "transformers" in sys.modules:
     sys.modules["transformers"].utils.logging.disable_progress_bar()
