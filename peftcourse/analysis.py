@@ -13,7 +13,7 @@ from torch import nn
 from . import validate
 from .base import AdapterLayer, conv1d_class
 from .plots import new_axes, color as method_color
-from .train import compute_loss
+from .train import compute_loss, model_mode
 
 
 def _check_matrix(name, w):
@@ -256,11 +256,11 @@ def measured_step(model, batch, loss_fn):
             saved[ptr] = t.untyped_storage().nbytes()
         return t
 
-    model.train()
-    start = time.perf_counter()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = compute_loss(model, batch, loss_fn)
-    loss.backward()
-    seconds = time.perf_counter() - start
-    model.zero_grad(set_to_none=True)
+    with model_mode(model, True):  # a training step, with dropout; the caller's mode comes back afterwards
+        start = time.perf_counter()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = compute_loss(model, batch, loss_fn)
+        loss.backward()
+        seconds = time.perf_counter() - start
+        model.zero_grad(set_to_none=True)
     return seconds, sum(saved.values()) / 2**20

@@ -20,17 +20,25 @@ from .runtime import get_device, seed_everything, DEFAULT_SEED
 
 
 @contextmanager
-def eval_mode(model):
-    """Evaluate in eval mode (no dropout) and without gradients; put the model back in the mode it
-    was in afterwards, also when the evaluation raises. Every evaluation helper uses it."""
-    validate.module("eval_mode's model", model)
+def model_mode(model, training):
+    """Put the model in train (True) or eval (False) mode for a block, and back in the mode it was in
+    afterwards, also when the block raises: a helper never leaves the caller's model switched."""
+    validate.module("model", model)
+    validate.flag("training", training)
     was_training = model.training
-    model.eval()
+    model.train(training)
     try:
-        with torch.no_grad():
-            yield model
+        yield model
     finally:
         model.train(was_training)
+
+
+@contextmanager
+def eval_mode(model):
+    """Evaluate in eval mode (no dropout) and without gradients, then restore the model's mode.
+    Every evaluation helper uses it."""
+    with model_mode(model, False), torch.no_grad():
+        yield model
 
 
 class History:

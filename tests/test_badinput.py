@@ -432,3 +432,9 @@ def test_eval_mode_restores_the_mode_even_when_the_evaluation_raises():
     with eval_mode(model):
         pass
     assert not model.training
+
+
+def test_step_cost_leaves_the_models_mode_as_it_was():
+    model = mlp().eval()
+    analysis.step_cost(model, DATA[0], loss_fn=LOSS, repeats=1)
+    assert not model.training
