@@ -1,7 +1,12 @@
 """peftcourse.quiet silences the known-harmless library messages, and nothing else."""
 import importlib
 import logging
+import os
+import subprocess
+import sys
 import warnings
+
+import pytest
 
 import torch
 from peft import LoraConfig, PrefixTuningConfig, get_peft_model
@@ -60,3 +65,14 @@ def test_only_the_known_transformers_message_is_dropped():
 def test_from_pretrained_progress_bars_are_off():
     from transformers.utils import logging as hf_logging
     assert not hf_logging.is_progress_bar_enabled()
+
+
+@pytest.mark.parametrize("first", ["huggingface_hub", "transformers"])
+def test_progress_bars_are_off_whatever_is_imported_first(first):
+    """A notebook that imports a library before peftcourse gets no 'Loading weights 0%' bar either."""
+    code = (f"import {first}, peftcourse, transformers\n"
+            "from transformers.utils import logging\n"
+            "print(logging.is_progress_bar_enabled())")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"
