@@ -97,7 +97,7 @@ def show_plain(fn, kwargs):
         return []
     items = record(shell, fn, kwargs)
     handles = []
-    for kind, data, metadata in items:
+    for kind, data, metadata, _ in items:
         if kind == "text":
             handles.append(display({"text/plain": data}, raw=True, display_id=True))
         else:
@@ -106,7 +106,7 @@ def show_plain(fn, kwargs):
 
 
 def record(shell, fn, kwargs):
-    """fn's printed text and displayed objects (figures included), as [kind, data, metadata] in order."""
+    """fn's printed text and displayed objects (figures included), as [kind, data, metadata, display_id] in order."""
     from IPython.core.displaypub import CapturingDisplayPublisher
 
     items = []
@@ -116,7 +116,7 @@ def record(shell, fn, kwargs):
             if items and items[-1][0] == "text":
                 items[-1][1] += s
             elif s:
-                items.append(["text", s, None])
+                items.append(["text", s, None, None])
             return len(s)
 
         def flush(self):
@@ -124,7 +124,13 @@ def record(shell, fn, kwargs):
 
     class Publisher(CapturingDisplayPublisher):
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False):
-            items.append(["rich", data, metadata])
+            display_id = (transient or {}).get("display_id")
+            if update:  # an output updated in place (e.g. train's progress line) keeps only its last state
+                for item in items:
+                    if item[0] == "rich" and item[3] == display_id:
+                        item[1], item[2] = data, metadata
+                        return
+            items.append(["rich", data, metadata, display_id])
 
     saved_stdout, saved_pub = sys.stdout, shell.display_pub
     sys.stdout, shell.display_pub = Text(), Publisher()

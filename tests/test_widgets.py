@@ -111,3 +111,28 @@ def test_fixed_knobs_are_not_named_as_controls(published):
 def test_bad_arguments_are_named(args, kwargs, message):
     with pytest.raises((TypeError, ValueError), match=message):
         interact(*args, **kwargs)
+
+
+def test_a_default_that_trains_leaves_one_summary_line_not_every_update(published):
+    """show functions that call pc.train: the progress line's updates collapse into its final state."""
+    import torch
+
+    import peftcourse as pc
+    from peftcourse import progress
+
+    shell = InteractiveShell.instance()
+    shell.kernel = object()  # the progress line is used inside a kernel only
+    progress.NotebookLine.interval_s = 0.0  # an update after every step
+
+    def show(steps=5):
+        model = torch.nn.Linear(2, 1)
+        pc.train(model, [(torch.ones(4, 2), torch.zeros(4, 1))], steps=steps, lr=0.1,
+                 loss_fn=torch.nn.functional.mse_loss, desc="toy", device="cpu")
+
+    try:
+        interact(show, steps=W.IntSlider(5, 1, 9))
+    finally:
+        progress.NotebookLine.interval_s = 0.5
+        del shell.kernel
+    texts = [o["data"].get("text/plain", "") for o in published if not o["update"]]
+    assert len(texts) == 2 and texts[0].startswith("toy: 5 steps in ") and texts[1].startswith("[controls for steps")
