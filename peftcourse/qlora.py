@@ -34,6 +34,7 @@ class DequantMatmul(torch.autograd.Function):
 def quantize_weight(weight, quant_type="nf4", blocksize=64, double_quant=True):
     """The frozen base weight in one of the formats of the paper's Table 3: nf4 (QLoRA), fp4
     (bitsandbytes' default), int8 (blockwise absmax, no double quantization)."""
+    validate.flag("double_quant", double_quant)
     if quant_type == "int8":
         if double_quant:
             raise ValueError("double quantization is defined for the 4-bit formats (nf4, fp4); use double_quant=False with int8")
@@ -98,7 +99,6 @@ class QLoRALinear(LoRALinear):
                  quant_type="nf4", blocksize=64, double_quant=True, compute_dtype=torch.float32):
         n_in, n_out, _ = linear_dims(base)  # an nn.Linear or Conv1D, checked before anything is quantized
         check_lora_args(r, alpha, dropout, rslora, n_in, n_out)
-        validate.flag("double_quant", double_quant)
         weight = base.weight.T if isinstance(base, conv1d_class()) else base.weight
         # the NF4 copy, in nn.Linear layout (out × in), is the layer's base: the caller's full-precision
         # layer is only read, never frozen or changed
