@@ -22,7 +22,6 @@ import uuid
 import torch
 from torch.utils.data import DataLoader
 
-from .pretrain import DOC_SEP, lm_batches, mean_loss, token_blocks
 from . import validate
 from .train import eval_mode, to_device
 
@@ -36,6 +35,44 @@ def check_no_leak(train, test, key):
     shared = {ex[key] for ex in train} & {ex[key] for ex in test}
     if shared:
         raise ValueError(f"{len(shared)} test examples also appear in train (by {key!r}), e.g. {sorted(shared)[0]!r}")
+
+
+# ---------------------------------------------------------------- language-model text (pretraining, domain_text)
+
+DOC_SEP = "\n<|endoftext|>\n"   # how data/build_corpus.py separates documents in its text files
+
+
+def token_blocks(tokenizer, docs, block_size):
+    """Concatenate the documents (each ended by eos) and cut the stream into (n, block_size) blocks."""
+    ids = []
+    for doc in docs:
+        ids += tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]
+    n = len(ids) // block_size
+    if n == 0:
+        raise ValueError(f"{len(ids)} tokens do not fill one block of {block_size}")
+    return torch.tensor(ids[: n * block_size]).view(n, block_size)
+
+
+def lm_batches(blocks, batch_size, seed=0):
+    """A DataLoader of {'input_ids', 'labels'} dicts, reshuffled every epoch from a seeded generator."""
+    return DataLoader(blocks, batch_size=batch_size, shuffle=True, drop_last=True,
+                      generator=torch.Generator().manual_seed(seed),
+                      collate_fn=lambda rows: {"input_ids": torch.stack(rows), "labels": torch.stack(rows)})
+
+
+@torch.no_grad()
+def mean_loss(model, blocks, batch_size=16):
+    """Token-averaged next-token cross-entropy (nats) of the model on the blocks."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        x = blocks[i:i + batch_size].to(device)
+        total += model(input_ids=x, labels=x).loss.item() * x.numel()
+        count += x.numel()
+    model.train(was_training)
+    return total / count
 
 
 # ---------------------------------------------------------------- UUID memorization (MoRA §3)

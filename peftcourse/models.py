@@ -1,6 +1,8 @@
 """The course's language models, loaded offline.
 
     model, tok = load_tinygpt()              # our GPT-2-style causal LM, data/models/tinygpt/ (~2.6M params)
+    PEFTCOURSE_LM=gpt2 jupyter lab            # ... or any GPT-2-family causal LM, every notebook unchanged
+    model, tok = load_tinygpt("distilgpt2")  # the same switch as an argument (hub name or local folder)
     model, tok = load_minilm()               # the real all-MiniLM-L6-v2 encoder (BertModel, 22.7M params)
     model, tok = load_minilm(num_labels=8)   # the same with a fresh, seeded classification head
     model, tok = load_hub("gpt2")            # any Hugging Face hub model, only when a network is there
@@ -13,7 +15,21 @@ import os
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINYGPT_DIR = os.path.join(ROOT, "data", "models", "tinygpt")
+COURSE_MODEL = "tinygpt"   # the folder under data/models/ that the course loads; "tinygpt_v2" switches the course
+COURSE_LM_DIR = os.path.join(ROOT, "data", "models", COURSE_MODEL)
+LM_ENV = "PEFTCOURSE_LM"   # a hub name (gpt2, distilgpt2) or a local folder: the notebooks then use that model
+GPT2_MODULES = ("c_attn", "c_proj", "c_fc")   # what the notebooks' target_modules name
+
+
+def lm_source():
+    """What load_tinygpt() loads when given no path: $PEFTCOURSE_LM if set, else the course's model folder."""
+    name = os.environ.get(LM_ENV, "").strip()
+    if not name:
+        return COURSE_LM_DIR
+    return os.path.abspath(name) if os.path.isdir(name) else name
+
+
+TINYGPT_DIR = lm_source()   # read once at import, for code that passes the folder on (QLoRA's from_pretrained)
 REBUILD = "rebuild it with `python -m peftcourse.pretrain`"
 TINYGPT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
@@ -41,19 +57,59 @@ def _check_checkpoint(path):
         raise ValueError(f"TinyGPT checkpoint file {weights} is corrupt ({err}): {REBUILD}") from None
 
 
-def load_tinygpt(path=TINYGPT_DIR, device=None):
-    """(GPT2LMHeadModel in eval mode, PreTrainedTokenizerFast) from a TinyGPT folder, offline."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    path = os.fspath(path)
-    _check_checkpoint(path)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True)
-    except Exception as err:  # e.g. a weights file that does not match config.json
-        raise ValueError(f"could not load the TinyGPT weights in {path} ({err}): {REBUILD}") from None
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+def load_tinygpt(path=None, device=None):
+    """(GPT2LMHeadModel in eval mode, tokenizer with a pad token) of the course's causal LM.
+
+    path: None (= $PEFTCOURSE_LM if set, else data/models/<COURSE_MODEL>), a TinyGPT folder, another
+    GPT-2-family model's folder, or a hub name such as "gpt2" (from the local cache when HF_HUB_OFFLINE
+    is set). Only GPT-2-family models (modules c_attn, c_proj, c_fc) are accepted: the notebooks name them.
+    """
+    path = lm_source() if path is None else os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise TypeError(f"path must be a model folder or a hub name such as 'gpt2', got {path!r}")
+    local = os.path.isdir(path) or os.path.isabs(path) or path.startswith(".")   # else a hub id: gpt2, org/name
+    if local:
+        _check_checkpoint(path)   # name the missing or broken file, and how to rebuild a TinyGPT folder
+    model, tokenizer = _load_gpt2_family(path, local)
     model.eval()
     if device is not None:
         model.to(device)
+    return model, tokenizer
+
+
+def _offline():
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _load_gpt2_family(name, local):
+    """A GPT-2-family causal LM (a folder or a hub name), its family checked before its weights are read."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    offline = _offline() and not local
+    try:
+        config = AutoConfig.from_pretrained(name, local_files_only=local or offline)
+    except (OSError, ValueError) as err:
+        where = (f"the folder {name} has no readable config.json" if local else
+                 f"there is no folder {name!r}, and it is not in the local Hugging Face cache (HF_HUB_OFFLINE is set)"
+                 if offline else
+                 f"{name!r} could not be fetched from the hub")
+        raise RuntimeError(f"cannot load the language model {name!r}: {where} ({' '.join(str(err).split())[:160]}). Unset "
+                           f"{LM_ENV} to use the course's TinyGPT ({COURSE_LM_DIR}), or name a GPT-2-family "
+                           "model folder or hub id (gpt2, distilgpt2) that is available") from None
+    if config.model_type != "gpt2":
+        raise ValueError(f"{name!r} is a {config.model_type!r} model, not GPT-2-family: the notebooks adapt the "
+                         f"modules {', '.join(GPT2_MODULES)}; use gpt2, distilgpt2 or another model_type 'gpt2' model")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, local_files_only=local or offline)
+    except Exception as err:  # e.g. a weights file that does not match config.json
+        raise ValueError(f"could not load the weights of {name} ({str(err)[:300]}); a TinyGPT folder: {REBUILD}") from None
+    missing = set(GPT2_MODULES) - {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    if missing:
+        raise ValueError(f"{name!r} has no modules named {sorted(missing)}: the notebooks need GPT-2's "
+                         f"{', '.join(GPT2_MODULES)}")
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local or offline)
+    if tokenizer.pad_token is None:   # GPT-2 has none; batching needs one (masked out by attention_mask)
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 

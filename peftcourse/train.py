@@ -179,14 +179,22 @@ def check_train_args(model, data, steps, lr, loss_fn, optimizer, weight_decay, s
 
 def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weight_decay=0.0,
           schedule="constant", warmup=0, clip=1.0, eval_fn=None, eval_every=None,
-          seed=DEFAULT_SEED, device=None, progress=True, desc="train"):
+          seed=DEFAULT_SEED, device=None, progress=True, desc="train", autocast=None,
+          start_step=0, state=None, on_step=None):
     """Train `model` for `steps` optimizer steps on batches from `data` (cycled when exhausted).
 
     eval_fn(model) -> dict of metrics runs every `eval_every` steps and after the last step,
     in eval mode and without gradients. Returns a History. A NaN/Inf loss stops the run.
+    autocast: None (full precision) or a dtype such as torch.bfloat16 for mixed precision.
+    Resuming (peftcourse.pretrain): steps 1..start_step count as done, `state` = {"optimizer",
+    "scheduler"[, "rng"]} state dicts saved from an earlier run, and `data` must continue where that
+    run stopped; on_step(step, history, optimizer, scheduler) runs after every step (to save checkpoints).
     """
     check_train_args(model, data, steps, lr, loss_fn, optimizer, weight_decay, schedule, warmup, clip,
                      eval_fn, eval_every, seed, progress)
+    if not isinstance(start_step, int) or not 0 <= start_step < steps or (start_step > 0) != (state is not None):
+        raise ValueError(f"start_step must be an int in [0, steps={steps}), and > 0 exactly when a resume "
+                         f"state is given; got start_step={start_step!r}, state given: {state is not None}")
     seed_everything(seed)
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
@@ -204,6 +212,11 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
         return 1.0
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_at(i + 1))
+    if state is not None:  # continue an interrupted run exactly: moments, schedule position, random stream
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if "rng" in state:
+            torch.set_rng_state(state["rng"])
     batches = _repeat(data)
     history = History()
 
@@ -219,10 +232,11 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
     start = time.perf_counter()
-    bar = progress_line(range(1, steps + 1), desc=desc, enabled=progress)  # a summary line in notebooks
+    bar = progress_line(range(start_step + 1, steps + 1), desc=desc, enabled=progress)  # a summary line in notebooks
     for step in bar:
         batch = to_device(next(batches), device)
-        loss = compute_loss(model, batch, loss_fn)
+        with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            loss = compute_loss(model, batch, loss_fn)
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at step {step} (lr={lr}, clip={clip}): stopping instead of "
@@ -246,6 +260,8 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
         if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == steps):
             if not history.evals or history.evals[-1]["step"] != step:
                 run_eval(step)
+        if on_step is not None:
+            on_step(step, history, opt, sched)
     bar.close()
     return history
 

@@ -111,3 +111,46 @@ def test_load_hub_offline_names_the_offline_models():
         models.load_hub("gpt2")
     with pytest.raises(TypeError, match="hub model id"):
         models.load_hub("")
+
+
+# ---------------------------------------------------------------- the switch to another GPT-2-family LM
+
+def _save_tiny(tmp_path, config_cls="GPT2Config", **kw):
+    """A tiny randomly initialised causal LM + a tokenizer without a pad token (as GPT-2's), saved offline."""
+    import transformers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    _, course_tok = models.load_tinygpt(models.COURSE_LM_DIR)
+    tok = PreTrainedTokenizerFast(tokenizer_object=course_tok.backend_tokenizer, eos_token="<|endoftext|>")
+    config = getattr(transformers, config_cls)(vocab_size=len(course_tok), **kw)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path, safe_serialization=True)
+    tok.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_switch_loads_another_gpt2_family_model(tmp_path, monkeypatch):
+    path = _save_tiny(tmp_path, n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    monkeypatch.setenv(models.LM_ENV, str(path))
+    model, tok = models.load_tinygpt()          # what every notebook calls
+    assert model.config.n_embd == 32 and not model.training
+    assert tok.pad_token == tok.eos_token and model.config.pad_token_id == tok.eos_token_id   # set, as GPT-2 has none
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    assert set(models.GPT2_MODULES) <= names
+    model2, _ = models.load_tinygpt(path)       # the same switch as an argument
+    assert torch.equal(model.transformer.wte.weight, model2.transformer.wte.weight)
+    monkeypatch.delenv(models.LM_ENV)
+    assert models.lm_source() == models.COURSE_LM_DIR
+
+
+def test_unknown_model_name_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(models.LM_ENV, "no-such-org/no-such-model")
+    with pytest.raises(RuntimeError, match=r"no-such-model.*no folder.*not in the local Hugging Face cache.*HF_HUB_OFFLINE.*"
+                                           r"Unset PEFTCOURSE_LM"):
+        models.load_tinygpt()
+
+
+def test_a_model_outside_the_gpt2_family_is_refused(tmp_path):
+    path = _save_tiny(tmp_path, "GPTNeoConfig", hidden_size=32, num_layers=2, num_heads=2,
+                      attention_types=[[["global", "local"], 1]], max_position_embeddings=64)
+    with pytest.raises(ValueError, match=r"'gpt_neo' model, not GPT-2-family.*c_attn, c_proj, c_fc"):
+        models.load_tinygpt(path)
