@@ -26,6 +26,10 @@ class PEFTModule(nn.Module):
         """The method and the settings that decide what its weights compute (saved with the adapter)."""
         raise NotImplementedError
 
+    def check_state(self, state):
+        """Raise ValueError if `state` (this module's tensors from an adapter file) is not valid for it.
+        Names, shapes and finiteness are checked for every method; a method adds its own rules."""
+
 
 def conv1d_class():
     """transformers' Conv1D, imported on first use (importing transformers takes seconds)."""

@@ -215,6 +215,12 @@ def load_adapter(model, path):
     if shapes:
         raise ValueError(f"adapter file {path} does not fit this model: shapes differ ({shapes[:3]})")
     check_finite(state, f"adapter file {path}")
+    for name, module in peft_modules(model):  # method-specific checks, e.g. SBoRA's indices
+        prefix = f"{name}." if name else ""
+        try:
+            module.check_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        except ValueError as err:
+            raise ValueError(f"adapter file {path}, module {name!r}: {err}") from None
     model.load_state_dict(state, strict=False)
     return model
 

@@ -79,6 +79,10 @@ class SBoRALinear(AdapterLayer):
     def config(self):
         return {"method": self.method, "r": self.r, "alpha": self.alpha, "variant": self.variant}
 
+    def check_state(self, state):
+        dim = self.in_features if self.variant == "FA" else self.out_features
+        check_indices(state["indices"], self.r, dim, "input" if self.variant == "FA" else "output")
+
     def standard_basis(self):
         """The fixed factor as a one-hot matrix, for teaching only: A_sb (r x in) for FA, B_sb (out x r) for FB."""
         dim = self.in_features if self.variant == "FA" else self.out_features

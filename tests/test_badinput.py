@@ -438,3 +438,20 @@ def test_step_cost_leaves_the_models_mode_as_it_was():
     model = mlp().eval()
     analysis.step_cost(model, DATA[0], loss_fn=LOSS, repeats=1)
     assert not model.training
+
+
+def test_sbora_file_with_repeated_indices_is_refused(tmp_path):
+    model = trained(pc.inject(mlp(), "sbora", ["0"], r=2, alpha=1))
+    good = save(model, tmp_path)
+    from safetensors import safe_open
+    with safe_open(str(good), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tensors["0.indices"] = torch.tensor([3, 3])
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata=metadata)
+    fresh = pc.inject(mlp(), "sbora", ["0"], r=2, alpha=1)
+    before = state(fresh)
+    with pytest.raises(ValueError, match="distinct") as err:
+        pc.load_adapter(fresh, bad)
+    assert str(bad) in str(err.value)
+    assert_unchanged(before, fresh)
