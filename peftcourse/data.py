@@ -44,6 +44,9 @@ DOC_SEP = "\n<|endoftext|>\n"   # how data/build_corpus.py separates documents i
 
 def token_blocks(tokenizer, docs, block_size):
     """Concatenate the documents (each ended by eos) and cut the stream into (n, block_size) blocks."""
+    validate.positive_int("block_size", block_size)
+    if isinstance(docs, str) or not all(isinstance(d, str) for d in docs):
+        raise TypeError("docs must be a list of strings (one per document)")
     ids = []
     for doc in docs:
         ids += tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]
@@ -55,23 +58,28 @@ def token_blocks(tokenizer, docs, block_size):
 
 def lm_batches(blocks, batch_size, seed=0):
     """A DataLoader of {'input_ids', 'labels'} dicts, reshuffled every epoch from a seeded generator."""
+    validate.positive_int("batch_size", batch_size)
+    if not torch.is_tensor(blocks) or blocks.dim() != 2 or len(blocks) < batch_size:
+        raise ValueError(f"blocks must be a 2-D tensor of token blocks (token_blocks) with at least batch_size="
+                         f"{batch_size} rows, got {tuple(getattr(blocks, 'shape', ()))}")
     return DataLoader(blocks, batch_size=batch_size, shuffle=True, drop_last=True,
                       generator=torch.Generator().manual_seed(seed),
                       collate_fn=lambda rows: {"input_ids": torch.stack(rows), "labels": torch.stack(rows)})
 
 
-@torch.no_grad()
 def mean_loss(model, blocks, batch_size=16):
-    """Token-averaged next-token cross-entropy (nats) of the model on the blocks."""
+    """Token-averaged next-token cross-entropy (nats) of the model on the blocks, in eval mode."""
+    validate.positive_int("batch_size", batch_size)
+    if not torch.is_tensor(blocks) or blocks.dim() != 2 or len(blocks) == 0:
+        raise ValueError(f"blocks must be a non-empty 2-D tensor of token blocks (token_blocks), "
+                         f"got {tuple(getattr(blocks, 'shape', ()))}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(blocks), batch_size):
-        x = blocks[i:i + batch_size].to(device)
-        total += model(input_ids=x, labels=x).loss.item() * x.numel()
-        count += x.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(blocks), batch_size):
+            x = blocks[i:i + batch_size].to(device)
+            total += model(input_ids=x, labels=x).loss.item() * x.numel()
+            count += x.numel()
     return total / count
 
 
