@@ -192,9 +192,16 @@ def train(model, data, *, steps, lr=1e-3, loss_fn=None, optimizer="adamw", weigh
     """
     check_train_args(model, data, steps, lr, loss_fn, optimizer, weight_decay, schedule, warmup, clip,
                      eval_fn, eval_every, seed, progress)
-    if not isinstance(start_step, int) or not 0 <= start_step < steps or (start_step > 0) != (state is not None):
+    if (isinstance(start_step, bool) or not isinstance(start_step, int) or not 0 <= start_step < steps
+            or (start_step > 0) != (state is not None)):
         raise ValueError(f"start_step must be an int in [0, steps={steps}), and > 0 exactly when a resume "
                          f"state is given; got start_step={start_step!r}, state given: {state is not None}")
+    if state is not None and (not isinstance(state, dict) or not {"optimizer", "scheduler"} <= set(state)):
+        raise ValueError("state must be a dict with the 'optimizer' and 'scheduler' state dicts of the earlier run")
+    if autocast is not None:
+        validate.float_dtype("autocast", autocast)
+    if on_step is not None and not callable(on_step):
+        raise TypeError(f"on_step must be a function (step, history, optimizer, scheduler) or None, got {on_step!r}")
     seed_everything(seed)
     device = torch.device(device) if device is not None else get_device()
     model.to(device)

@@ -417,6 +417,9 @@ def test_absmax_enormous_blocksize_is_one_block():
     (lambda: pc.train(mlp(), DATA, steps=1, loss_fn=LOSS, optimizer=lambda params: None, progress=False), TypeError,
      "torch.optim.Optimizer"),
     (lambda: pc.train(mlp(), [(torch.randn(2, 8),)], steps=1, loss_fn=LOSS, progress=False), TypeError, "pair"),
+    (lambda: pc.train(mlp(), DATA, steps=2, loss_fn=LOSS, autocast="bf16", progress=False), ValueError, "autocast"),
+    (lambda: pc.train(mlp(), DATA, steps=2, loss_fn=LOSS, start_step=True, state={}), ValueError, "start_step"),
+    (lambda: pc.train(mlp(), DATA, steps=2, loss_fn=LOSS, on_step=3, progress=False), TypeError, "on_step"),
 ])
 def test_numeric_helpers_refuse_bad_numbers(call, error, words):
     with pytest.raises(error, match=words):
