@@ -131,7 +131,7 @@ def arithmetic(n_train, n_test, digits=2, ops="+", seed=0):
     validate.positive_int("n_train", n_train)
     validate.positive_int("n_test", n_test)
     validate.int_in("digits", digits, 1, 3)
-    if not ops or set(ops) - set("+-*"):
+    if not isinstance(ops, str) or not ops or set(ops) - set("+-*"):
         raise ValueError(f"ops must be a string of '+', '-', '*', got {ops!r}")
     low, high = (0 if digits == 1 else 10 ** (digits - 1)), 10 ** digits
     n_exist = len(set(ops)) * (high - low) ** 2
@@ -157,6 +157,21 @@ def exact_match(predictions, answers):
     return {"exact": sum(p.strip() == a.strip() for p, a in zip(predictions, answers)) / len(answers)}
 
 
+def check_examples(examples, keys):
+    """A non-empty list of dicts that all have `keys` (the shape uuid_pairs, arithmetic and doc_topics return)."""
+    if not isinstance(examples, (list, tuple)) or not examples:
+        raise ValueError(f"no examples: give a non-empty list of dicts with keys {keys}")
+    bad = [ex for ex in examples if not isinstance(ex, dict) or any(k not in ex for k in keys)]
+    if bad:
+        raise ValueError(f"every example must be a dict with keys {keys}, got e.g. {bad[0]!r}"[:300])
+
+
+def check_tokenizer(tokenizer):
+    if not callable(tokenizer) or getattr(tokenizer, "pad_token_id", None) is None:
+        raise TypeError(f"tokenizer must be a Hugging Face tokenizer with a pad token (models.load_tinygpt()'s), "
+                        f"got {type(tokenizer).__name__}")
+
+
 def _same_length(predictions, answers):
     if not isinstance(predictions, (list, tuple)) or not isinstance(answers, (list, tuple)):
         raise TypeError("predictions and answers must be lists of strings")
@@ -178,8 +193,8 @@ def generation_batches(tokenizer, examples, batch_size=16, seed=0, shuffle=True)
     """A DataLoader of {"input_ids", "attention_mask", "labels"} dicts (right-padded, pad labels -100)."""
     validate.positive_int("batch_size", batch_size)
     validate.flag("shuffle", shuffle)
-    if not examples:
-        raise ValueError("no examples to batch")
+    check_examples(examples, ("prompt", "answer"))
+    check_tokenizer(tokenizer)
     encoded = [encode_example(tokenizer, ex) for ex in examples]
 
     def collate(rows):
@@ -215,8 +230,9 @@ def generate_answers(model, tokenizer, prompts, max_new_tokens=40, batch_size=32
 
 def evaluate_generation(model, tokenizer, examples, metric=exact_match, batch_size=32, max_new_tokens=None):
     """Greedy-generate an answer for every example's prompt and score it: metric(predictions, answers)."""
-    if not examples:
-        raise ValueError("no examples to evaluate")
+    validate.module("model", model)
+    check_examples(examples, ("prompt", "answer"))
+    check_tokenizer(tokenizer)
     if not callable(metric):
         raise TypeError(f"metric must be a function (predictions, answers) -> dict, e.g. exact_match, got {metric!r}")
     if max_new_tokens is None:  # room for the longest answer plus eos
@@ -265,8 +281,8 @@ def classification_batches(tokenizer, examples, batch_size=32, seed=0, shuffle=T
     validate.positive_int("batch_size", batch_size)
     validate.flag("shuffle", shuffle)
     validate.positive_int("max_length", max_length)
-    if not examples:
-        raise ValueError("no examples to batch")
+    check_examples(examples, ("text", "label"))
+    check_tokenizer(tokenizer)
 
     def collate(rows):
         batch = tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=max_length,
@@ -279,6 +295,8 @@ def classification_batches(tokenizer, examples, batch_size=32, seed=0, shuffle=T
 
 def evaluate_classification(model, tokenizer, examples, batch_size=64):
     """{"accuracy": ...} of a sequence-classification model (argmax of its logits) on the examples."""
+    validate.module("model", model)
+    check_examples(examples, ("text", "label"))
     device = next(model.parameters()).device
     correct = 0
     with eval_mode(model):
@@ -336,6 +354,7 @@ def digits(n_test=360, seed=0):
     from sklearn.datasets import load_digits
     data = load_digits()
     validate.positive_int("n_test", n_test)
+    validate.int_in("seed", seed, 0, 2**63 - 1)
     if n_test >= len(data.target):
         raise ValueError(f"n_test={n_test} leaves no training images (there are {len(data.target)})")
     order = torch.randperm(len(data.target), generator=torch.Generator().manual_seed(seed))
@@ -349,6 +368,8 @@ def tensor_batches(X, y, batch_size=64, seed=0, shuffle=True):
     from torch.utils.data import TensorDataset
     validate.positive_int("batch_size", batch_size)
     validate.flag("shuffle", shuffle)
+    if not torch.is_tensor(X) or not torch.is_tensor(y):
+        raise TypeError(f"X and y must be tensors, got {type(X).__name__} and {type(y).__name__}")
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     return DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle,
