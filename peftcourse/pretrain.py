@@ -303,7 +303,7 @@ def resolve_config(preset="cpu", **overrides):
     """The preset's settings with the given (non-None) overrides; unknown names fail."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: use one of {sorted(PRESETS)}")
-    cfg = dict(PRESETS[preset], preset=preset, seed=0)
+    cfg = dict(PRESETS[preset], preset=preset, seed=0, init_from=None)
     unknown = set(overrides) - set(cfg)
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)}: known are {sorted(cfg)}")
@@ -334,6 +334,8 @@ def pretrain(out_dir, preset="cpu", resume=False, finish=False, checkpoint_every
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     run = {"config": {**cfg, "max_chars": max_chars,
                       "corpus_sha256": {s: _sha256(corpus_path(s)) for s in ("train", "val")}}}
+    if cfg["init_from"] is not None:   # continued pretraining: a saved model's tokenizer and weights, a new schedule
+        run["config"]["init_sha256"] = _sha256(os.path.join(cfg["init_from"], "model.safetensors"))
     last = latest_checkpoint(ckpt_dir)
     resume = resume or finish
     if resume and last is None:
@@ -360,8 +362,12 @@ def pretrain(out_dir, preset="cpu", resume=False, finish=False, checkpoint_every
             texts[split] = f.read(max_chars)
     train_docs, val_docs = ([d.strip() for d in texts[s].split(DOC_SEP) if d.strip()] for s in ("train", "val"))
     tok_dir = os.path.join(ckpt_dir, "tokenizer")
-    if resume:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir, local_files_only=True)
+    init = cfg["init_from"]
+    if resume or init is not None:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir if resume else init, local_files_only=True)
+        if not resume:
+            os.makedirs(ckpt_dir, exist_ok=True)
+            tokenizer.save_pretrained(tok_dir)
     else:
         tokenizer = train_tokenizer(train_docs, cfg["vocab_size"])
         os.makedirs(ckpt_dir, exist_ok=True)
@@ -371,6 +377,11 @@ def pretrain(out_dir, preset="cpu", resume=False, finish=False, checkpoint_every
     model = make_model(len(tokenizer), cfg["n_embd"], cfg["n_layer"], cfg["n_head"], cfg["n_positions"],
                        tokenizer.eos_token_id, tokenizer.pad_token_id, dropout=cfg["dropout"])
     n_params = sum(p.numel() for p in model.parameters())
+    if init is not None and not resume:
+        from safetensors.torch import load_file
+        weights = load_file(os.path.join(init, "model.safetensors"))
+        weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
+        model.load_state_dict(weights)
     start, state = 0, None
     run.update(losses=[], evals=[], train_time_s=0.0)
     if resume:
@@ -405,7 +416,7 @@ def pretrain(out_dir, preset="cpu", resume=False, finish=False, checkpoint_every
               "unigram_ppl": math.exp(unigram_loss(train_blocks, val_blocks, len(tokenizer))),
               "bits_per_byte": bits_per_byte(model, tokenizer, texts["val"]),
               "val_bytes": len(texts["val"].encode("utf-8")), "max_chars": max_chars,
-              "train_time_s": run["train_time_s"], "resumed": resume,
+              "train_time_s": run["train_time_s"], "resumed": resume, "earlier": _earlier(init),
               "hardware": hardware(device), "config": {**c, "vocab_size": len(tokenizer)},
               "losses": run["losses"], "evals": run["evals"]}
     if compressors:
@@ -418,6 +429,15 @@ def pretrain(out_dir, preset="cpu", resume=False, finish=False, checkpoint_every
         setattr(model.config, name, 0.1)
     save(model, tokenizer, result, out_dir)
     return result
+
+
+def _earlier(init):
+    """What the model this run continues had seen (its metrics.json), for the card's totals."""
+    if init is None or not os.path.isfile(os.path.join(init, "metrics.json")):
+        return None
+    with open(os.path.join(init, "metrics.json")) as f:
+        m = json.load(f)
+    return {k: m.get(k) for k in ("steps", "tokens_seen", "train_time_s", "hardware", "config")}
 
 
 def save(model, tokenizer, result, out_dir):
@@ -439,6 +459,10 @@ def model_card(r):
     measured_on = (f"the whole of `data/corpus/pydocs_val.txt` ({r['val_bytes']:,} bytes)" if r["max_chars"] is None
                    else f"the first {r['max_chars']:,} characters of `pydocs_val.txt` ({r['val_bytes']:,} bytes)")
     stopped = "" if r["steps"] == r["scheduled_steps"] else f" of {r['scheduled_steps']:,} scheduled (stopped early)"
+    e = r.get("earlier")
+    earlier = "" if not e else (f" + {e['tokens_seen']:,} in the run it continues ({e['steps']:,} steps at lr "
+                                f"{e['config']['lr']}, {e['train_time_s'] / 60:.1f} min on {e['hardware']}): "
+                                f"**{r['tokens_seen'] + e['tokens_seen']:,}** in all")
     if "xz_bits_per_byte" in r:
         compress = (f"| xz -9, given the training text | {r['xz_bits_per_byte']:.3f} bits/byte "
                     f"(TinyGPT / xz = **{r['bits_per_byte'] / r['xz_bits_per_byte']:.2f}**) |\n"
@@ -459,7 +483,7 @@ Load it offline with `peftcourse.models.load_tinygpt(path)` or `AutoModelForCaus
 | architecture | GPT-2: {c['n_layer']} layers, {c['n_head']} heads, d_model {c['n_embd']}, context {c['n_positions']}, tied embeddings; dropout {c['dropout']} in pretraining, 0.1 in the saved config (for fine-tuning) |
 | tokenizer | byte-level BPE, vocab {c['vocab_size']} (digits one per token); eos `{EOS}` = 0, pad `{PAD}` = 1 |
 | steps | {r['steps']:,}{stopped} (batch {c['batch_size']} x {c['block_size']} tokens, AdamW lr {c['lr']}, warmup {c['warmup']} + cosine to 10%, weight decay 0.1, autocast {c['autocast']}, seed {c['seed']}) |
-| tokens seen | {r['tokens_seen']:,} ({r['tokens_seen'] / max(1, r['train_tokens']):.1f} passes over the training text) |
+| tokens seen | {r['tokens_seen']:,}{earlier} |
 | hardware | {r['hardware']} |
 | wall time | {r['train_time_s'] / 60:.1f} min of training steps (over all resumed parts); this last part {r['wall_time_s'] / 60:.1f} min in all |
 | validation loss | {r['val_loss']:.3f} nats/token, perplexity {r['val_ppl']:.1f} (unigram baseline: {r['unigram_ppl']:.1f}) |
@@ -500,6 +524,8 @@ def main(argv=None):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="overrides the preset")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--init-from", default=None, help="continue pretraining a saved model folder "
+                   "(its tokenizer and weights; a new schedule)")
     a = p.parse_args(argv)
     fast = is_fast()
     if a.out is None and not fast:
@@ -507,7 +533,7 @@ def main(argv=None):
     out = a.out or tempfile.mkdtemp(prefix="tinygpt_")
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
     overrides = {k: getattr(a, k) for k in ("steps", "vocab_size", "n_embd", "n_layer", "n_head", "n_positions",
-                                            "block_size", "batch_size", "warmup", "seed", "lr", "dropout")}
+                                            "block_size", "batch_size", "warmup", "seed", "lr", "dropout", "init_from")}
     if fast:
         overrides["steps"] = overrides["steps"] or FAST["steps"]
     r = pretrain(out, preset=a.preset, resume=a.resume, finish=a.finish, checkpoint_every=a.checkpoint_every,

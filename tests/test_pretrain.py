@@ -137,6 +137,14 @@ def test_finish_saves_the_last_checkpoint_without_training(tmp_path, full_run):
     assert "stopped early" in (tmp_path / "README.md").read_text()
 
 
+def test_init_from_continues_a_saved_model(tmp_path, full_run):
+    ref_dir, ref = full_run
+    result = pretrain.pretrain(str(tmp_path), steps=2, init_from=str(ref_dir), **SMALL)
+    assert result["losses"][0][1] < ref["losses"][0][1] - 0.05        # starts from the trained weights
+    assert result["earlier"]["tokens_seen"] == ref["tokens_seen"] and result["config"]["init_sha256"]
+    assert f"**{result['tokens_seen'] + ref['tokens_seen']:,}** in all" in (tmp_path / "README.md").read_text()
+
+
 def test_resume_with_other_settings_names_them(full_run):
     out, _ = full_run
     with pytest.raises(ValueError, match=r"configuration differs.*lr: checkpoint 0.002 vs now 0.001.*n_embd"):
