@@ -233,7 +233,6 @@ def _adapter_identity_measure():
 def tiny_gpt2(n_layer=2):
     """A tiny random GPT-2 (the architecture of TinyGPT, a few thousand weights): light enough for a checker."""
     import transformers
-    transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=n_layer, n_head=2)
     return transformers.GPT2LMHeadModel(config).eval()

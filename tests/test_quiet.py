@@ -54,11 +54,16 @@ def test_only_the_known_transformers_message_is_dropped():
     logger = logging.getLogger("transformers.modeling_utils")
     handler = Collect()
     logger.addHandler(handler)
+    level, disabled = logger.level, logger.disabled   # other tests may have set transformers' verbosity
+    logger.setLevel(logging.WARNING)
+    logger.disabled = False
     try:
         logger.warning("`loss_type=None` was set in the config but it is unrecognized. Using the default loss: `ForCausalLMLoss`.")
         logger.warning("Some weights of the model checkpoint were not used")
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.disabled = disabled
     assert handler.messages == ["Some weights of the model checkpoint were not used"]
 
 
