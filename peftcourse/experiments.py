@@ -27,6 +27,13 @@ error is Welch's, sqrt(sd_a²/n_a + sd_b²/n_b):
   "fraction" (a trains < x % of weights):   reproduced when it does, else not reproduced.
 The experiment's verdict: "reproduced" when every comparison is, "not reproduced" when none is and at least
 one is not, else "partly". The `why` sentence is built from the same numbers.
+
+Adding an experiment (e.g. a TinyGPT claim, C8-C10): write fn(config, seed) -> {"metric": {setting: value},
+"curves": {setting: {"eval_steps": [...], "val_accuracy": [...], ...}}} with the package's own pieces (train,
+inject, data), decorate it with @experiment(name, claim=..., question=..., paper=..., metric=...,
+higher_is_better=..., sizes={"smoke": ..., "class": ..., "full": ...}, compare=[better(...), parity(...)]), and
+give it a prepare(config, size, name) when it needs a sweep. A curve key ending in "steps" holds the x values.
+In a notebook: mine = run_experiment(name, [0], "class") (nothing written), then plot_curves(name, student=mine).
 """
 import argparse
 import json
@@ -186,7 +193,7 @@ def run_experiment(name, seeds=(0,), size="full", config=None, out_dir=None, log
     """
     exp = get(name)
     seeds = check_seeds(seeds)
-    start = time.perf_counter()
+    start, commit = time.perf_counter(), git_commit()   # the code as it was when the run started
     if config is None:
         config = exp.config(size)
         if exp.prepare is not None:
@@ -213,7 +220,7 @@ def run_experiment(name, seeds=(0,), size="full", config=None, out_dir=None, log
               "env": {"versions": runtime.versions(), "device": str(runtime.get_device()),
                       "threads": torch.get_num_threads(),
                       "wall_s": round(wall if wall is not None else time.perf_counter() - start, 1)},
-              "commit": git_commit()}
+              "commit": commit}
     if not curves:
         del result["curves"]
     if out_dir is not None:
@@ -315,8 +322,11 @@ RUN_CACHE = {}         # (spec, lr, seed, data config) -> run: settings shared b
 RUN_CACHE_FILE = None  # optionally a JSON-lines file that keeps them between processes (the CLI's --cache)
 
 
-def minilm_sizes(**extra):
-    return {size: {**cfg, **extra} for size, cfg in MINILM_DATA.items()}
+def minilm_sizes(full=None, **extra):
+    """Each size's data config plus `extra`; `full` overrides keys of the full size only (e.g. a longer run)."""
+    sizes = {size: {**cfg, **extra} for size, cfg in MINILM_DATA.items()}
+    sizes["full"].update(full or {})
+    return sizes
 
 
 def minilm_splits(cfg):
@@ -400,7 +410,10 @@ def minilm_prepare(config, size, name):
     (recorded in config["lr_sweep"]). Other sizes: the rates of the cached full result (else the middle candidate)."""
     families = sorted({FAMILY[spec["method"]] for spec in config["settings"].values()})
     config["lr"] = {}
-    if size == "full":
+    if config.get("lr_from"):   # a control experiment: exactly the rates another experiment's sweep chose
+        chosen = load_result(config["lr_from"])["config"]["lr"]
+        config["lr"] = {fam: chosen[fam] for fam in families}
+    elif size == "full":
         config["lr_sweep"] = {}
         for fam in families:
             runs = {lr: finetune(SWEEP_SPEC[fam], lr, 0, config) for lr in LR_SWEEP[fam]}
@@ -425,9 +438,11 @@ def run_minilm(config, seed):
             "curves": {s: r["curve"] for s, r in runs.items()}}
 
 
-def minilm_experiment(name, settings, **kw):
-    """Register a MiniLM experiment: the same runner (run_minilm) with its own settings and comparisons."""
-    experiment(name, sizes=minilm_sizes(settings=settings), prepare=minilm_prepare, metric="test accuracy",
+def minilm_experiment(name, settings, full=None, lr_from=None, **kw):
+    """Register a MiniLM experiment: the same runner (run_minilm) with its own settings and comparisons.
+    full: overrides of the full size (a longer control run); lr_from: reuse that experiment's chosen rates."""
+    extra = {"settings": settings, **({"lr_from": lr_from} if lr_from else {})}
+    experiment(name, sizes=minilm_sizes(full, **extra), prepare=minilm_prepare, metric="test accuracy",
                higher_is_better=True, **kw)(run_minilm)
 
 
@@ -445,6 +460,15 @@ minilm_experiment(
     paper="LoRA (Hu et al. 2021) Table 2: RoBERTa-large GLUE average 89.0 (LoRA, 0.8 M) vs 88.9 (full FT, 355 M); "
           "lecture slide 'LoRA: results'",
     settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)},
+    compare=[parity("LoRA (q,v) r=8", "full FT", margin=0.02), fraction("LoRA (q,v) r=8", 1.0)])
+
+minilm_experiment(   # the control of C1: is LoRA's gap at 64 steps a matter of training length?
+    "lora_vs_full_ft_long", claim="C1",
+    question="Control: with three times the steps (same learning rates), does LoRA close its gap to full fine-tuning?",
+    paper="LoRA (Hu et al. 2021) Table 2 and Appendix D: RoBERTa runs train 10-80 epochs; the 64-step run of "
+          "lora_vs_full_ft is about one epoch; lecture slide 'LoRA: results'",
+    settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)}, full={"steps": 192, "eval_every": 64},
+    lr_from="lora_vs_full_ft",
     compare=[parity("LoRA (q,v) r=8", "full FT", margin=0.02), fraction("LoRA (q,v) r=8", 1.0)])
 
 minilm_experiment(
@@ -529,7 +553,7 @@ def _student_curves(student):
     return {} if student is None else student.get("curves", {})
 
 
-def plot_curves(result, student=None, curve="val_accuracy", ax=None, legend_where="right"):
+def plot_curves(result, student=None, curve="loss", ax=None, legend_where="right"):
     """The cached run as a band (mean ± sd over seeds) per setting and the student's own run drawn over it.
 
     result / student: result dicts (load_result(...), run_experiment(..., size="class")) or names to load.

@@ -118,11 +118,16 @@ def test_committed_result_validates(path):
     assert list(result) == [k for k in E.KEYS if k in result]
     if result["claim"] in ("C1", "C2", "C7"):
         assert len(result["seeds"]) >= 5
-    assert result["config"]["steps"] == E.MINILM_DATA["full"]["steps"]   # the cached size, not a class or smoke run
-    assert all(math.isfinite(v) for v in result["config"]["lr"].values())
-    for fam, sweep in result["config"]["lr_sweep"].items():   # the chosen rate is the sweep's best on validation
-        best = max(sweep["val_accuracy"].values())
-        assert sweep["val_accuracy"][f"{result['config']['lr'][fam]:g}"] == best
+    config = result["config"]
+    assert config["steps"] == E.get(result["name"]).config("full")["steps"]   # the cached size, not a class or smoke run
+    assert all(math.isfinite(v) for v in config["lr"].values())
+    if config.get("lr_from"):   # a control reuses the rates another experiment's sweep chose
+        source = E.load_result(config["lr_from"])["config"]["lr"]
+        assert config["lr"] == {fam: source[fam] for fam in config["lr"]}
+    else:
+        for fam, sweep in config["lr_sweep"].items():   # the chosen rate is the sweep's best on validation
+            best = max(sweep["val_accuracy"].values())
+            assert sweep["val_accuracy"][f"{config['lr'][fam]:g}"] == best
     assert "/" not in result["why"] and result["env"]["wall_s"] > 0
 
 
