@@ -437,7 +437,10 @@ def _earlier(init):
         return None
     with open(os.path.join(init, "metrics.json")) as f:
         m = json.load(f)
-    return {k: m.get(k) for k in ("steps", "tokens_seen", "train_time_s", "hardware", "config")}
+    out = {k: m.get(k) for k in ("steps", "tokens_seen", "train_time_s", "hardware", "config")}
+    for k in ("steps", "tokens_seen", "train_time_s"):   # a continuation of a continuation: all runs before
+        out[k] += (m.get("earlier") or {}).get(k, 0)
+    return out
 
 
 def save(model, tokenizer, result, out_dir):
@@ -460,8 +463,8 @@ def model_card(r):
                    else f"the first {r['max_chars']:,} characters of `pydocs_val.txt` ({r['val_bytes']:,} bytes)")
     stopped = "" if r["steps"] == r["scheduled_steps"] else f" of {r['scheduled_steps']:,} scheduled (stopped early)"
     e = r.get("earlier")
-    earlier = "" if not e else (f" + {e['tokens_seen']:,} in the run it continues ({e['steps']:,} steps at lr "
-                                f"{e['config']['lr']}, {e['train_time_s'] / 60:.1f} min on {e['hardware']}): "
+    earlier = "" if not e else (f" + {e['tokens_seen']:,} in the runs it continues ({e['steps']:,} steps, "
+                                f"{e['train_time_s'] / 60:.1f} min on {e['hardware']}): "
                                 f"**{r['tokens_seen'] + e['tokens_seen']:,}** in all")
     if "xz_bits_per_byte" in r:
         compress = (f"| xz -9, given the training text | {r['xz_bits_per_byte']:.3f} bits/byte "
