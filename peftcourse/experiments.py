@@ -339,8 +339,9 @@ def minilm_splits(cfg):
 def build(model, spec):
     """Apply one method to a fresh MiniLM classifier, with the package's own pieces."""
     method = spec["method"]
-    if method in ("lora", "dora", "qlora"):
-        inject(model, method, spec["targets"], modules_to_save=["classifier"], r=spec["r"], alpha=spec["alpha"])
+    if method in ("lora", "dora", "qlora"):   # "pooler": also train BERT's pooler, as RoBERTa's head trains its dense layer
+        head = ["classifier"] + (["pooler"] if spec.get("pooler") else [])
+        inject(model, method, spec["targets"], modules_to_save=head, r=spec["r"], alpha=spec["alpha"])
     elif method == "adapter":   # Houlsby et al. train the LayerNorms and the head with the adapters
         add_adapters(model, spec["bottleneck"], modules_to_save=["classifier", "LayerNorm"])
     elif method == "top":       # top-layer tuning: the last k blocks and the head (pooler + classifier)
@@ -410,8 +411,8 @@ def minilm_prepare(config, size, name):
     (recorded in config["lr_sweep"]). Other sizes: the rates of the cached full result (else the middle candidate)."""
     families = sorted({FAMILY[spec["method"]] for spec in config["settings"].values()})
     config["lr"] = {}
-    if config.get("lr_from"):   # a control experiment: exactly the rates another experiment's sweep chose
-        chosen = load_result(config["lr_from"])["config"]["lr"]
+    if config.get("lr_from") and (size == "full" or os.path.isfile(result_path(config["lr_from"]))):
+        chosen = load_result(config["lr_from"])["config"]["lr"]   # a control: the rates another experiment's sweep chose
         config["lr"] = {fam: chosen[fam] for fam in families}
     elif size == "full":
         config["lr_sweep"] = {}
@@ -470,6 +471,23 @@ minilm_experiment(   # the control of C1: is LoRA's gap at 64 steps a matter of 
     settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)}, full={"steps": 192, "eval_every": 64},
     lr_from="lora_vs_full_ft",
     compare=[parity("LoRA (q,v) r=8", "full FT", margin=0.02), fraction("LoRA (q,v) r=8", 1.0)])
+
+minilm_experiment(   # the second control of C1: is it the frozen pooler (LoRA's RoBERTa head trains its dense layer)?
+    "lora_vs_full_ft_pooler", claim="C1",
+    question="Control: when LoRA also trains the pooler (BERT's head: dense + tanh, as the paper's RoBERTa head), "
+             "does it match full fine-tuning at 64 steps?",
+    paper="LoRA (Hu et al. 2021) Table 2 trains RoBERTa's classification head (dense + output) in full; "
+          "BertForSequenceClassification's equivalent is pooler + classifier; lecture slide 'LoRA: results'",
+    settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": {**lora(QV, 8), "pooler": True}}, lr_from="lora_vs_full_ft",
+    compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
+
+minilm_experiment(   # the control of C2: the same with the pooler trained
+    "lora_rank_pooler", claim="C2",
+    question="Control: with the pooler trained too, does r = 1 on W_q, W_v do as well as r = 64?",
+    paper="LoRA (Hu et al. 2021) Table 6: GPT-3 WikiSQL 73.4 (r = 1) vs 73.5 (r = 64); lecture slide 'How small can r be?'",
+    settings={"LoRA (q,v) r=1 + pooler": {**lora(QV, 1), "pooler": True},
+              "LoRA (q,v) r=64 + pooler": {**lora(QV, 64), "pooler": True}}, lr_from="lora_rank",
+    compare=[parity("LoRA (q,v) r=1 + pooler", "LoRA (q,v) r=64 + pooler", margin=0.02)])
 
 minilm_experiment(
     "lora_rank", claim="C2",
