@@ -15,7 +15,7 @@ import os
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COURSE_MODEL = "tinygpt"   # the folder under data/models/ that the course loads; "tinygpt_v2" switches the course
+COURSE_MODEL = "tinygpt_v2"   # the folder under data/models/ that the course loads ("tinygpt": the first model)
 COURSE_LM_DIR = os.path.join(ROOT, "data", "models", COURSE_MODEL)
 LM_ENV = "PEFTCOURSE_LM"   # a hub name (gpt2, distilgpt2) or a local folder: the notebooks then use that model
 GPT2_MODULES = ("c_attn", "c_proj", "c_fc")   # what the notebooks' target_modules name
@@ -99,9 +99,19 @@ def _load_gpt2_family(name, local):
         raise ValueError(f"{name!r} is a {config.model_type!r} model, not GPT-2-family: the notebooks adapt the "
                          f"modules {', '.join(GPT2_MODULES)}; use gpt2, distilgpt2 or another model_type 'gpt2' model")
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, local_files_only=local or offline)
+        model, info = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, local_files_only=local or offline,
+                                                           output_loading_info=True)
     except Exception as err:  # e.g. a weights file that does not match config.json
         raise ValueError(f"could not load the weights of {name} ({str(err)[:300]}); a TinyGPT folder: {REBUILD}") from None
+    # transformers fills a tensor missing from the file with random values and says so only in a log line
+    if info["missing_keys"]:
+        keys = sorted(info["missing_keys"])
+        raise ValueError(f"the weights of {name} lack {len(keys)} tensor(s) (first: {keys[0]}): they would start "
+                         f"random; a TinyGPT folder: {REBUILD}")
+    broken = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise ValueError(f"the weights of {name} hold NaN or Inf values in {len(broken)} tensor(s) (first: {broken[0]}); "
+                         f"a TinyGPT folder: {REBUILD}")
     missing = set(GPT2_MODULES) - {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     if missing:
         raise ValueError(f"{name!r} has no modules named {sorted(missing)}: the notebooks need GPT-2's "

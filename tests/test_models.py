@@ -66,6 +66,21 @@ def test_missing_file_names_it_and_the_rebuild_command(tmp_path, name):
         models.load_tinygpt(path)
 
 
+@pytest.mark.parametrize("damage", ["missing tensor", "NaN"])
+def test_weights_missing_a_tensor_or_not_finite_are_refused(tmp_path, damage):
+    from safetensors.torch import load_file, save_file
+    path = _copy(tmp_path)
+    tensors = load_file(path / "model.safetensors")
+    key = "transformer.h.0.attn.c_attn.weight"
+    if damage == "missing tensor":
+        del tensors[key]
+    else:
+        tensors[key][0, 0] = float("nan")
+    save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"{'lack 1 tensor' if damage == 'missing tensor' else 'NaN or Inf'}.*{key}"):
+        models.load_tinygpt(path)
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m peftcourse.pretrain"):
         models.load_tinygpt(tmp_path / "nothing")
