@@ -82,7 +82,7 @@ def test_dequantize_follows_the_definition_of_blockwise_nf4():
         w = torch.randn(shape)
         flat = w.flatten()
         blocks = torch.arange(flat.numel()) // 64
-        absmax = torch.zeros(int(blocks.max()) + 1).index_reduce_(0, blocks, flat.abs(), "amax")
+        absmax = torch.stack([block.abs().max() for block in flat.split(64)])
         nearest = (flat[:, None] / absmax[blocks, None] - nf4_code()).abs().argmin(dim=1)
         expected = (nf4_code()[nearest] * absmax[blocks]).view(shape)
         assert torch.equal(quantize_nf4(w).dequantize(), expected)
