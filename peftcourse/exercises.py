@@ -682,6 +682,12 @@ def _nb(section, slide):
     return f"the notebook's section {section}, and the lecture slide {slide}."
 
 
+# gradient + AdamW bytes (notebook 12): the usual slips, as factors of the right answer (12 bytes per weight)
+STATE_BYTES_MISTAKES = ((lambda e: e * 16 / 12, "the question asks for gradient and optimizer state only, not the "
+                                                "weights themselves."),
+                        (lambda e: e * 8 / 12, "the gradient is missing."),
+                        (lambda e: e / 4, "those are numbers, not bytes: 4 bytes per fp32 value."))
+
 EXERCISES = {ex.id: ex for ex in [
     # ---------------------------------------------------------------- 00: how the checker answers
     Exercise("00-adapter-weights", "quick", "weights of the lecture's 1024 → 24 → 1024 adapter", "answer",
@@ -978,19 +984,13 @@ EXERCISES = {ex.id: ex for ex in [
              reread=_nb("1 (The contenders)", "'How does QLoRA reduce memory to 14GB?'"),
              explain="12 bytes per trainable weight.",
              expected=lambda: 12 * _tinygpt_counts()["LoRA r=4"],
-             mistakes=((lambda e: e * 16 / 12, "the question asks for gradient and optimizer state only, not the "
-                                               "weights themselves."),
-                       (lambda e: e * 8 / 12, "the gradient is missing."),
-                       (lambda e: e / 4, "those are numbers, not bytes: 4 bytes per fp32 value."))),
+             mistakes=STATE_BYTES_MISTAKES),
     Exercise("12-full-bytes", "quick", "full FT: gradient + AdamW bytes", "answer_full",
              hint="every weight of TinyGPT trains: take its parameter count from the table.",
              reread=_nb("1 (The contenders)", "'Naively Fine-Tuning LLaMA-3-8B takes 128GB of RAM!'"),
              explain="12 bytes per weight: the state that LoRA avoids.",
              expected=lambda: 12 * _tinygpt_counts()["full FT"],
-             mistakes=((lambda e: e * 16 / 12, "the question asks for gradient and optimizer state only, not the "
-                                               "weights themselves."),
-                       (lambda e: e * 8 / 12, "the gradient is missing."),
-                       (lambda e: e / 4, "those are numbers, not bytes: 4 bytes per fp32 value."))),
+             mistakes=STATE_BYTES_MISTAKES),
     Exercise("12-state-bytes", "code", "gradient + AdamW bytes of any model", "grad_and_adamw_bytes",
              hint="sum over the parameters that require grad: a gradient and two AdamW moments, each 4 bytes in fp32.",
              reread=_nb("4 (What a training step costs)", "'How does QLoRA reduce memory to 14GB?'"),
