@@ -36,9 +36,11 @@ give it a prepare(config, size, name) when it needs a sweep. A curve key ending 
 In a notebook: mine = run_experiment(name, [0], "class") (nothing written), then plot_curves(name, student=mine).
 """
 import argparse
+import copy
 import json
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -481,6 +483,16 @@ minilm_experiment(   # the second control of C1: is it the frozen pooler (LoRA's
     settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": {**lora(QV, 8), "pooler": True}}, lr_from="lora_vs_full_ft",
     compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
 
+minilm_experiment(   # both controls of C1 together: the paper's head (pooler trained) and about three epochs
+    "lora_vs_full_ft_pooler_long", claim="C1",
+    question="With the pooler trained (as the paper's RoBERTa head) and three times the steps, does LoRA on W_q, W_v "
+             "match full fine-tuning while training under 1 % of the weights?",
+    paper="LoRA (Hu et al. 2021) Table 2: RoBERTa-large GLUE average 89.0 (LoRA, 0.8 M) vs 88.9 (full FT, 355 M), "
+          "head trained in full, 10-80 epochs (Appendix D); lecture slide 'LoRA: results'",
+    settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": {**lora(QV, 8), "pooler": True}},
+    full={"steps": 192, "eval_every": 64}, lr_from="lora_vs_full_ft",
+    compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
+
 minilm_experiment(   # the control of C2: the same with the pooler trained
     "lora_rank_pooler", claim="C2",
     question="Control: with the pooler trained too, does r = 1 on W_q, W_v do as well as r = 64?",
@@ -534,6 +546,264 @@ minilm_experiment(
     compare=[parity("QLoRA NF4+DQ (all linear) r=8", "LoRA (all linear) r=8", margin=0.02)])
 
 
+# ---------------------------------------------------------------- TinyGPT (C8-C10): the generative claims
+# MoRA and SBoRA are shown on causal LMs (LLaMA); the course's own pretrained TinyGPT is that setting at CPU
+# scale. One loaded copy per process; every run fine-tunes a fresh deep copy of it.
+
+GPT2_TARGETS = list(models.GPT2_MODULES)   # every linear layer of the blocks, as in the MoRA and SBoRA papers
+TINY_LR_SWEEP = [3e-3, 1e-2]               # LoRA-family rates tried on seed 0 for each setting (recorded)
+_TINYGPT = {}
+
+
+def fresh_tinygpt():
+    """(a deep copy of the course's TinyGPT, its tokenizer): loaded once per process, copied per run."""
+    if "model" not in _TINYGPT:
+        _TINYGPT["model"], _TINYGPT["tok"] = models.load_tinygpt()
+    return copy.deepcopy(_TINYGPT["model"]), _TINYGPT["tok"]
+
+
+def tinygpt_with(spec, seed):
+    """A fresh TinyGPT with one method injected (spec: {"method", **its arguments}); SBoRA's columns from `seed`."""
+    runtime.seed_everything(seed)   # the adapter's random init (LoRA's A, MoRA's none, SBoRA's columns)
+    model, tok = fresh_tinygpt()
+    kwargs = {k: v for k, v in spec.items() if k != "method"}
+    if spec["method"] == "sbora":
+        kwargs["generator"] = torch.Generator().manual_seed(seed)
+    inject(model, spec["method"], GPT2_TARGETS, **kwargs)
+    return model, tok
+
+
+def tiny_sweep(config, name, run_one):
+    """Each setting's learning rate: full size sweeps TINY_LR_SWEEP on seed 0 (run_one(setting, lr) -> score,
+    lower is better), other sizes reuse the cached full result's rates (else 1e-2)."""
+    config["lr"] = {}
+    if config.get("lr_sweep") == "run":
+        config["lr_sweep"] = {}
+        for setting in config["settings"]:
+            scores = {lr: run_one(setting, lr) for lr in TINY_LR_SWEEP}
+            config["lr_sweep"][setting] = {f"{lr:g}": s for lr, s in scores.items()}
+            config["lr"][setting] = min(scores, key=scores.get)
+        return config
+    try:
+        cached = load_result(name)["config"]["lr"]
+    except (FileNotFoundError, KeyError, ValueError):
+        cached = {}
+    config["lr"] = {s: cached.get(s, TINY_LR_SWEEP[-1]) for s in config["settings"]}
+    return config
+
+
+def memorize_uuids(spec, lr, seed, cfg):
+    """MoRA §3's task: train on n key -> value UUID pairs (random per seed), test on the same pairs."""
+    start = time.perf_counter()
+    pairs = data.uuid_pairs(cfg["n_pairs"], seed=seed)
+    model, tok = tinygpt_with(spec, seed)
+    recall = lambda m: data.evaluate_generation(m, tok, pairs, metric=data.uuid_metric)  # noqa: E731
+    before = data.generate_answers(model, tok, [pairs[0]["prompt"]], max_new_tokens=36)[0]
+    history = train(model, data.generation_batches(tok, pairs, batch_size=len(pairs), seed=seed), steps=cfg["steps"],
+                    lr=lr, seed=seed, progress=False, eval_fn=recall, eval_every=cfg["eval_every"])
+    after = data.generate_answers(model, tok, [pairs[0]["prompt"]], max_new_tokens=36)[0]
+    steps, acc = history.metric("char_acc")
+    return {"char_acc": acc[-1], "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "curve": {"eval_steps": steps, "char_acc": acc, "loss_steps": history.steps, "loss": history.losses},
+            "generation": {"prompt": pairs[0]["prompt"], "answer": pairs[0]["answer"], "before": before, "after": after},
+            "wall_s": time.perf_counter() - start}
+
+
+def with_settings(settings, smoke, class_, full):
+    """The three sizes of a TinyGPT experiment, each with the same settings; full size sweeps the rates."""
+    return {"smoke": {**smoke, "settings": settings}, "class": {**class_, "settings": settings},
+            "full": {**full, "settings": settings, "lr_sweep": "run"}}
+
+
+UUID_SETTINGS = {"LoRA r=8": {"method": "lora", "r": 8, "alpha": 16},       # 98,304 trainable weights
+                 "MoRA r=8": {"method": "mora", "r": 8, "mora_type": 1}}    # 98,388: MoRA's r̂ for LoRA r=8's budget
+
+
+def uuid_prepare(config, size, name):
+    return tiny_sweep(config, name, lambda s, lr: -memorize_uuids(config["settings"][s], lr, 0, config)["char_acc"])
+
+
+@experiment(
+    "mora_vs_lora_uuid", claim="C8",
+    question="At an equal number of trainable weights, does MoRA (one square r̂ × r̂ matrix) memorize new facts "
+             "(random UUID pairs) better than LoRA?",
+    paper="MoRA (Jiang et al. 2024) Table 2 / Fig. 1: UUID pairs on LLaMA-2 7B, character accuracy after 900 steps, "
+          "r = 8: MoRA 100 % vs LoRA 76.5 % (r = 256: 100 % vs 100 %); lecture slide 'MoRA: results'",
+    metric="character accuracy on the memorized pairs", higher_is_better=True,
+    sizes=with_settings(UUID_SETTINGS, smoke={"n_pairs": 2, "steps": 2, "eval_every": 1},
+                        class_={"n_pairs": 8, "steps": 60, "eval_every": 20},
+                        full={"n_pairs": 8, "steps": 160, "eval_every": 20}),
+    compare=[better("MoRA r=8", "LoRA r=8")], prepare=uuid_prepare)
+def mora_vs_lora_uuid(config, seed):
+    runs = {s: memorize_uuids(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
+    config["trainable"] = {s: r["trainable"] for s, r in runs.items()}
+    config.setdefault("generations", {s: r["generation"] for s, r in runs.items()})   # seed 0's first pair
+    return {"metric": {s: r["char_acc"] for s, r in runs.items()}, "curves": {s: r["curve"] for s, r in runs.items()}}
+
+
+def arithmetic_split(op, n_train, n_test, seed):
+    """(training batches, held-out batches) of two-digit problems with operator `op` (a seeded split)."""
+    model_tok = fresh_tinygpt()[1]
+    train_set, test = data.arithmetic(n_train, n_test, ops=op, seed=seed)
+    return (data.generation_batches(model_tok, train_set, batch_size=32, seed=seed),
+            list(data.generation_batches(model_tok, test, batch_size=100, shuffle=False)))
+
+
+def learn_arithmetic(spec, lr, seed, cfg, op="+", model=None):
+    """Fine-tune TinyGPT (or `model`, already injected) on `op` problems; held-out answer loss and curves."""
+    if model is None:
+        model, _ = tinygpt_with(spec, seed)
+    batches, test = arithmetic_split(op, cfg["n_train"], cfg["n_test"], seed)
+    history = train(model, batches, steps=cfg["steps"], lr=lr, seed=seed, progress=False,
+                    eval_fn=lambda m: {"answer_loss": data.answer_loss(m, test)}, eval_every=cfg["eval_every"])
+    steps, losses = history.metric("answer_loss")
+    every = max(1, cfg["steps"] // 20)
+    return model, {"answer_loss": losses[-1], "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                   "curve": {"eval_steps": steps, "answer_loss": losses, "loss_steps": history.steps[every - 1::every],
+                             "loss": history.smoothed_losses(every)[every - 1::every]}}
+
+
+def touched_columns(model):
+    """The most input columns (FA) of any adapted layer that its ΔW changes: r for SBoRA-FA (SBoRA §3)."""
+    from .inject import adapter_layers
+    return max(int((layer.delta_weight().detach().abs().sum(0) > 0).sum()) for _, layer in adapter_layers(model))
+
+
+SBORA_SETTINGS = {"LoRA r=4": {"method": "lora", "r": 4, "alpha": 8},                        # 49,152 weights
+                  "SBoRA-FA r=4": {"method": "sbora", "r": 4, "alpha": 8, "variant": "FA"}}   # 27,648: B only
+
+
+def sbora_prepare(config, size, name):
+    return tiny_sweep(config, name, lambda s, lr: learn_arithmetic(config["settings"][s], lr, 0, config)[1]["answer_loss"])
+
+
+@experiment(
+    "sbora_vs_lora", claim="C9",
+    question="Does SBoRA-FA (A fixed to r standard-basis rows, only B trains) learn as well as LoRA at the same rank "
+             "with about half the trainable weights, while its ΔW touches only r input columns?",
+    paper="SBoRA (Po et al. 2024) Tables 2-3: commonsense and arithmetic reasoning on LLaMA, SBoRA-FA at the same "
+          "rank as LoRA within about a point of it (sometimes above) with 40-50 % fewer trainable parameters; "
+          "lecture slide 'SBoRA'",
+    metric="held-out answer loss (two-digit addition)", higher_is_better=False,
+    sizes=with_settings(SBORA_SETTINGS, smoke={"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1},
+                        class_={"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 20},
+                        full={"n_train": 2000, "n_test": 200, "steps": 320, "eval_every": 40}),
+    compare=[parity("SBoRA-FA r=4", "LoRA r=4", margin=0.1)], prepare=sbora_prepare)
+def sbora_vs_lora(config, seed):
+    runs = {s: learn_arithmetic(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
+    config["trainable"] = {s: r["trainable"] for s, (_, r) in runs.items()}
+    config["touched_columns"] = {s: touched_columns(m) for s, (m, _) in runs.items()}
+    return {"metric": {s: r["answer_loss"] for s, (_, r) in runs.items()},
+            "curves": {s: r["curve"] for s, (_, r) in runs.items()}}
+
+
+TASK_OPS = {"addition": "+", "subtraction": "-"}
+
+
+@experiment(
+    "multi_sbora_vs_lora_sum", claim="C10",
+    question="When two tasks' adapters are merged into one model, does Multi-SBoRA (disjoint columns per task) "
+             "interfere less than summing LoRA adapters at an equal budget?",
+    paper="SBoRA (Po et al. 2024) §3.3 (the idea, no measured table): each task updates its own disjoint columns, "
+          "so merged tasks do not overwrite each other; lecture slide 'Multi-SBoRA'",
+    metric="interference: held-out answer-loss increase after merging, mean of the two tasks", higher_is_better=False,
+    sizes={"smoke": {"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1, "lr": 1e-2},
+           "class": {"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 40, "lr": 1e-2},
+           "full": {"n_train": 2000, "n_test": 200, "steps": 200, "eval_every": 50, "lr": 1e-2}},
+    compare=[better("Multi-SBoRA (merged)", "LoRA adapters summed")])
+def multi_sbora_vs_lora_sum(config, seed):
+    from .sbora import inject_task, merge_tasks, rank_for_budget
+    base, tok = fresh_tinygpt()
+    lora_budget = sum(p.numel() for p in inject(fresh_tinygpt()[0], "lora", GPT2_TARGETS, r=4, alpha=8).parameters()
+                      if p.requires_grad)
+    r_fa = rank_for_budget(base, GPT2_TARGETS, "FA", lora_budget)   # SBoRA-FA with LoRA r=4's weights per task
+    config["ranks"] = {"LoRA": 4, "SBoRA-FA": r_fa}
+    trained, single = {"SBoRA-FA": [], "LoRA": []}, {}
+    tests = {task: arithmetic_split(op, config["n_train"], config["n_test"], seed + i)[1]
+             for i, (task, op) in enumerate(TASK_OPS.items())}
+    for i, (task, op) in enumerate(TASK_OPS.items()):
+        runtime.seed_everything(seed)
+        kinds = {"SBoRA-FA": inject_task(fresh_tinygpt()[0], GPT2_TARGETS, task=i, n_tasks=len(TASK_OPS), r=r_fa,
+                                         alpha=2 * r_fa, variant="FA", seed=seed),
+                 "LoRA": inject(fresh_tinygpt()[0], "lora", GPT2_TARGETS, r=4, alpha=8)}
+        for kind, model in kinds.items():
+            learn_arithmetic(None, config["lr"], seed + i, config, op=op, model=model)
+            trained[kind].append(model)
+            single[(kind, task)] = data.answer_loss(model, tests[task])
+    metric = {}
+    for kind, label in (("SBoRA-FA", "Multi-SBoRA (merged)"), ("LoRA", "LoRA adapters summed")):
+        merged = merge_tasks(fresh_tinygpt()[0], trained[kind])
+        per_task = {task: data.answer_loss(merged, tests[task]) - single[(kind, task)] for task in TASK_OPS}
+        metric[label] = statistics.fmean(per_task.values())
+        metric.update({f"{label}: {task}": v for task, v in per_task.items()})
+    return {"metric": metric}
+
+
+# ---------------------------------------------------------------- real pretrained weights in 4 bits (C5)
+
+def embed(model, tok, texts):
+    """Mean-pooled sentence embeddings of MiniLM (how all-MiniLM-L6-v2 is used), without gradients."""
+    with torch.no_grad():
+        enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+
+FORMAT_SETTINGS = {"int4": ("int4", False), "FP4": ("fp4", False), "NF4": ("nf4", False), "NF4 + DQ": ("nf4", True)}
+
+
+def round_trip(w, fmt, double_quant, blocksize):
+    """w quantized to 4 bits in blocks and back (the weights QLoRA's forward pass computes with)."""
+    from . import quant
+    q = (quant.quantize_absmax(w, 4, blocksize) if fmt == "int4" else
+         quant.quantize_4bit(w, quant.nf4_code() if fmt == "nf4" else quant.fp4_code(), blocksize, double_quant))
+    return q, q.dequantize(torch.float32)
+
+
+@experiment(
+    "four_bit_formats", claim="C5",
+    question="On real pretrained weights (MiniLM-L6's linear layers), does NF4 keep the model closer to its "
+             "full-precision self than int4 and FP4, and does double quantization cost (almost) nothing?",
+    paper="QLoRA (Dettmers et al. 2023) §3 and Table 2 / Fig. 3: NF4 beats FP4 and int4 (perplexity, zero-shot "
+          "accuracy); double quantization cuts the constants from 0.5 to 0.127 bits per weight at no loss; "
+          "lecture slides 'NormalFloat', 'Double quantization'",
+    metric="embedding error: 1 − cosine(4-bit, full-precision sentence embedding), mean over sentences",
+    higher_is_better=False,
+    sizes={"smoke": {"n_sentences": 8, "blocksize": 64}, "class": {"n_sentences": 128, "blocksize": 64},
+           "full": {"n_sentences": 256, "blocksize": 64}},
+    compare=[better("NF4", "FP4"), better("NF4", "int4"), parity("NF4 + DQ", "NF4", margin=0.002)])
+def four_bit_formats(config, seed):
+    from . import quant
+    model, tok = models.load_minilm()
+    train_all, test = data.doc_topics(n_test=400, seed=0)
+    sentences = [ex["text"] for ex in random.Random(seed).sample(train_all + test, config["n_sentences"])]
+    reference = embed(model, tok, sentences)
+    weights = {n: m.weight for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    original = {n: w.detach().clone() for n, w in weights.items()}
+    metric, errors, overhead = {}, {}, {}
+    try:
+        for setting, (fmt, dq) in FORMAT_SETTINGS.items():
+            sq_err = stored_bits = 0.0
+            for n, w in weights.items():
+                q, w_hat = round_trip(original[n], fmt, dq, config["blocksize"])
+                sq_err += float((w_hat - original[n]).pow(2).sum())
+                stored_bits += q.overhead_bits_per_param() * w.numel()
+                with torch.no_grad():
+                    w.copy_(w_hat)
+            cos = torch.nn.functional.cosine_similarity(embed(model, tok, sentences), reference, dim=-1)
+            metric[setting] = float((1 - cos).mean())
+            norm = sum(float(w.pow(2).sum()) for w in original.values())
+            errors[setting] = round((sq_err / norm) ** 0.5, 5)
+            overhead[setting] = round(stored_bits / sum(w.numel() for w in original.values()), 4)
+    finally:
+        with torch.no_grad():
+            for n, w in weights.items():
+                w.copy_(original[n])
+    config["weight_error"], config["constant_bits_per_weight"] = errors, overhead   # same for every seed
+    return {"metric": metric}
+
+
 # ---------------------------------------------------------------- reading results: tables and plots
 
 def results_table(results_dir=RESULTS_DIR):
@@ -565,6 +835,29 @@ def write_readme_table(path=os.path.join(ROOT, "README.md"), results_dir=RESULTS
     with open(path, "w", encoding="utf-8") as f:
         f.write(f"{head}{TABLE_START}\n{results_table(results_dir)}\n{TABLE_END}{tail}")
     return path
+
+
+def class_size():
+    """The size of a notebook's "run it yourself" cell: class (≤ 2 min on a CPU), smoke in fast mode (CI)."""
+    return "smoke" if runtime.is_fast() else "class"
+
+
+def rerun(name, seed=0):
+    """A student's own run of a registered experiment at class size (nothing written): one seed, the cached rates."""
+    return run_experiment(name, [seed], class_size(), log=lambda *_: None)
+
+
+def describe(result):
+    """What a notebook prints above the cached plot: the question, the paper's figure, the numbers, the verdict."""
+    result = load_result(result) if isinstance(result, str) else result
+    lines = [f"{result['claim']}: {result['question']}", f"paper: {result['paper']}",
+             f"measured here: {result['metric']}, mean ± sd over {len(result['seeds'])} seeds"]
+    width = max(len(s) for s in result["results"])
+    for setting, values in result["results"].items():
+        mean, sd, _ = summary(values)
+        lines.append(f"  {setting:<{width}}  {mean:.3f} ± {sd:.3f}")
+    lines.append(f"verdict: {result['verdict']}. {result['why']}")
+    print("\n".join(lines))
 
 
 def _student_curves(student):

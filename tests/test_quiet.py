@@ -81,3 +81,35 @@ def test_progress_bars_are_off_whatever_is_imported_first(first):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"
+
+
+NEW_HEAD_REPORT = ("BertForSequenceClassification LOAD REPORT from: model\n"
+                   "Key               | Status  | \n------------------+---------+-\n"
+                   "classifier.bias   | MISSING | \nclassifier.weight | MISSING | \n\nNotes:\n"
+                   "- MISSING:\tthose params were newly initialized because missing from the checkpoint.")
+
+
+@pytest.mark.parametrize("report, shown", [
+    (NEW_HEAD_REPORT, False),   # the new head the course adds on purpose
+    (NEW_HEAD_REPORT.replace("classifier.weight | MISSING", "bert.pooler.dense.weight | MISSING"), True),
+    (NEW_HEAD_REPORT.replace("classifier.weight | MISSING", "classifier.weight | UNEXPECTED"), True),
+])
+def test_only_the_new_head_load_report_is_dropped(report, shown):
+    logger = logging.getLogger("transformers.modeling_utils")
+    handler, disabled = Collect(), logger.disabled
+    logger.addHandler(handler)
+    logger.disabled = False
+    try:
+        logger.warning(report)
+    finally:
+        logger.removeHandler(handler)
+        logger.disabled = disabled
+    assert handler.messages == ([report] if shown else [])
+
+
+def test_loading_minilm_with_a_new_head_prints_nothing():
+    code = ("import peftcourse\nfrom peftcourse import models\n"
+            "models.load_minilm(num_labels=8)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.stdout + out.stderr == ""
