@@ -15,19 +15,22 @@ APPROACHES = ("full", "feature-based", "top-layer")
 
 
 class SmallCNN(nn.Module):
-    """8x8 grey images (scikit-learn digits) -> class logits."""
+    """Square grey images (scikit-learn digits, 8x8 or placed on a larger canvas) -> class logits."""
 
-    def __init__(self, n_classes=10, width=16):
+    def __init__(self, n_classes=10, width=16, image_size=8):
         super().__init__()
         validate.positive_int("n_classes", n_classes)
         validate.positive_int("width", width, maximum=4096)
+        validate.positive_int("image_size", image_size, maximum=256)
+        if image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two 2x2 poolings), got {image_size}")
         self.features = nn.Sequential(
             nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),                        # block 1: edges
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # block 2: strokes
             nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # block 3 ("top")
             nn.Flatten(),
         )
-        self.head = nn.Sequential(nn.Linear(2 * width * 4, 64), nn.ReLU(), nn.Linear(64, n_classes))
+        self.head = nn.Sequential(nn.Linear(2 * width * (image_size // 4) ** 2, 64), nn.ReLU(), nn.Linear(64, n_classes))
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -74,18 +77,28 @@ def accuracy(model, x, y):
         return (model(x).argmax(-1) == y).float().mean().item()
 
 
-def digits_transfer(n_per_class=20, seed=0):
+def digits_transfer(n_per_class=20, seed=0, canvas=8):
     """The lecture's transfer setting on real images (scikit-learn's 1,797 8x8 digits):
     a *source* task (digits 0-4, plenty of labels) to pretrain on, and a *target* task
     (digits 5-9, only `n_per_class` labelled images each) to adapt to.
 
+    canvas > 8 pastes each digit at a random position of a blank canvas x canvas image (the
+    same position for every seed), so that a classifier must recognise strokes wherever they are.
     Returns {"source": (x_train, y_train, x_test, y_test), "target": (...)}; target labels are 0..4.
     """
     from sklearn.datasets import load_digits
 
     validate.positive_int("n_per_class", n_per_class)
+    validate.positive_int("canvas", canvas, maximum=256)
+    if canvas < 8:
+        raise ValueError(f"canvas must be at least the digits' 8 pixels, got {canvas}")
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values 0..16
+    offsets = torch.randint(0, canvas - 7, (len(x), 2), generator=torch.Generator().manual_seed(1234))
+    placed = torch.zeros(len(x), 1, canvas, canvas)
+    for image, (row, col), out in zip(x, offsets.tolist(), placed):
+        out[:, row:row + 8, col:col + 8] = image
+    x = placed
     y = torch.tensor(digits.target)
     g = torch.Generator().manual_seed(seed)
     out = {}

@@ -23,3 +23,17 @@ def test_fewer_trainable_parameters_from_full_to_feature_based():
 def test_unknown_approach():
     with pytest.raises(ValueError, match="unknown approach"):
         prepare(SmallCNN(), "lora", 5)
+
+
+def test_digits_on_a_canvas_keep_every_pixel_and_move():
+    from peftcourse.cnn import digits_transfer
+    plain = digits_transfer(n_per_class=5, seed=0)["target"][0]
+    placed = digits_transfer(n_per_class=5, seed=0, canvas=12)["target"][0]
+    assert plain.shape[1:] == (1, 8, 8) and placed.shape[1:] == (1, 12, 12)
+    assert torch.allclose(placed.sum(dim=(1, 2, 3)), plain.sum(dim=(1, 2, 3)))   # the same digits, pasted whole
+    assert len({int(placed[i, 0].sum(1).nonzero()[0]) for i in range(len(placed))}) > 1   # first inked row varies
+    assert SmallCNN(n_classes=5, image_size=12)(placed).shape == (len(placed), 5)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        SmallCNN(image_size=10)
+    with pytest.raises(ValueError, match="canvas"):
+        digits_transfer(canvas=6)
