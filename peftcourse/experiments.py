@@ -345,7 +345,7 @@ def build(model, spec):
         head = ["classifier"] + (["pooler"] if spec.get("pooler") else [])
         inject(model, method, spec["targets"], modules_to_save=head, r=spec["r"], alpha=spec["alpha"])
     elif method == "adapter":   # Houlsby et al. train the LayerNorms and the head with the adapters
-        add_adapters(model, spec["bottleneck"], modules_to_save=["classifier", "LayerNorm"])
+        add_adapters(model, spec["bottleneck"], modules_to_save=["classifier", "LayerNorm"] + (["pooler"] if spec.get("pooler") else []))
     elif method == "top":       # top-layer tuning: the last k blocks and the head (pooler + classifier)
         freeze_all_but_top(model, spec["k"])
     elif method != "full":
@@ -526,6 +526,27 @@ minilm_experiment(
               "top-layer (last block + head)": {"method": "top", "k": 1}},
     compare=[parity("adapter b=64", "full FT", margin=0.02), better("adapter b=64", "top-layer (last block + head)"),
              fraction("adapter b=64", 5.0)])
+
+minilm_experiment(   # the control of C3: the same budget comparison with the paper's head (pooler trained)
+    "lora_targets_pooler", claim="C3",
+    question="Control: with the pooler trained too (the paper's RoBERTa head), is adapting W_q and W_v at r = 4 better "
+             "than W_q alone at r = 8?",
+    paper="LoRA (Hu et al. 2021) Table 5: WikiSQL 73.7 (W_q, W_v, r = 4) vs 70.4 (W_q, r = 8); lecture slide "
+          "'Which weights to adapt?'",
+    settings={"LoRA (q) r=8 + pooler": {**lora(["query"], 8), "pooler": True},
+              "LoRA (q,v) r=4 + pooler": {**lora(QV, 4), "pooler": True}}, lr_from="lora_targets",
+    compare=[better("LoRA (q,v) r=4 + pooler", "LoRA (q) r=8 + pooler")])
+
+minilm_experiment(   # the control of C4: adapters also train the pooler, as top-layer tuning does
+    "adapters_vs_top_layer_pooler", claim="C4",
+    question="Control: when the adapters' model also trains the pooler (top-layer tuning trains it too), do adapters "
+             "match full fine-tuning and beat top-layer tuning?",
+    paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); "
+          "top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
+    settings={"full FT": FULL, "adapter b=64 + pooler": {"method": "adapter", "bottleneck": 64, "pooler": True},
+              "top-layer (last block + head)": {"method": "top", "k": 1}}, lr_from="adapters_vs_top_layer",
+    compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02),
+             better("adapter b=64 + pooler", "top-layer (last block + head)"), fraction("adapter b=64 + pooler", 5.0)])
 
 minilm_experiment(
     "dora_vs_lora", claim="C7",
@@ -736,7 +757,34 @@ def multi_sbora_vs_lora_sum(config, seed):
         per_task = {task: data.answer_loss(merged, tests[task]) - single[(kind, task)] for task in TASK_OPS}
         metric[label] = statistics.fmean(per_task.values())
         metric.update({f"{label}: {task}": v for task, v in per_task.items()})
+        # the control: how strongly the OTHER task's update answers this task's inputs (1 = as strongly as its own)
+        metric[f"cross-talk: {kind}"] = statistics.fmean(
+            cross_talk(base, trained[kind][i], trained[kind][1 - i], tests[task]) for i, task in enumerate(TASK_OPS))
     return {"metric": metric}
+
+
+def cross_talk(base, own, other, batches):
+    """sqrt(Σ‖ΔW_other·x‖² / Σ‖ΔW_own·x‖²) over every adapted layer, x = that layer's inputs in the pretrained
+    model on this task's held-out prompts: Multi-SBoRA's regions are disjoint in the weights, not in the inputs."""
+    from .inject import adapter_layers
+    own_layers, other_layers = dict(adapter_layers(own)), dict(adapter_layers(other))
+    sums, hooks = [0.0, 0.0], []
+
+    def record(name):
+        def hook(_, inputs, __):
+            with torch.no_grad():
+                x = inputs[0].reshape(-1, inputs[0].shape[-1])
+                sums[0] += float((x @ own_layers[name].delta_weight().T).pow(2).sum())
+                sums[1] += float((x @ other_layers[name].delta_weight().T).pow(2).sum())
+        return hook
+    for name in own_layers:
+        hooks.append(base.get_submodule(name).register_forward_hook(record(name)))
+    try:
+        data.answer_loss(base, batches)
+    finally:
+        for h in hooks:
+            h.remove()
+    return (sums[1] / sums[0]) ** 0.5
 
 
 # ---------------------------------------------------------------- real pretrained weights in 4 bits (C5)

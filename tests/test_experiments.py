@@ -190,3 +190,34 @@ def test_command_line_lists_every_experiment(capsys):
     assert E.main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in E.REGISTRY)
+
+
+def test_class_size_is_smoke_in_fast_mode(monkeypatch):
+    monkeypatch.setenv("PEFTCOURSE_FAST", "1")
+    assert E.class_size() == "smoke"
+    monkeypatch.setenv("PEFTCOURSE_FAST", "0")
+    monkeypatch.delenv("CI", raising=False)
+    assert E.class_size() == "class"
+
+
+def test_describe_prints_the_cached_numbers(capsys):
+    if not COMMITTED:
+        pytest.skip("no committed results yet")
+    result = E.load_result(os.path.basename(COMMITTED[0])[:-5])
+    E.describe(result)
+    out = capsys.readouterr().out
+    assert out.startswith(f"{result['claim']}: ") and f"verdict: {result['verdict']}." in out
+    for setting, values in result["results"].items():   # each setting's mean, as the verdict computed it
+        assert f"{setting}" in out and f"{E.summary(values)[0]:.3f}" in out
+
+
+def test_tinygpt_experiments_record_what_they_claim(smoke_results):
+    sbora = smoke_results["sbora_vs_lora"]["config"]
+    assert sbora["touched_columns"]["SBoRA-FA r=4"] == 4            # ΔW touches r input columns (SBoRA §3)
+    assert sbora["touched_columns"]["LoRA r=4"] > 4
+    assert sbora["trainable"]["SBoRA-FA r=4"] < 0.6 * sbora["trainable"]["LoRA r=4"]
+    uuid = smoke_results["mora_vs_lora_uuid"]["config"]
+    assert abs(uuid["trainable"]["MoRA r=8"] / uuid["trainable"]["LoRA r=8"] - 1) < 0.01   # equal budgets
+    assert set(uuid["generations"]["MoRA r=8"]) == {"prompt", "answer", "before", "after"}
+    bits = smoke_results["four_bit_formats"]["config"]["constant_bits_per_weight"]
+    assert bits["NF4"] == 0.5 and abs(bits["NF4 + DQ"] - 0.127) < 0.002   # QLoRA §3: 0.5 -> 0.127 bits
