@@ -158,7 +158,7 @@ def _feature_based_adapter(student_fn):
 
 def _fewest_top_layer_measure():
     from . import cnn
-    model = cnn.prepare(cnn.SmallCNN(), "top-layer", 5)
+    model = cnn.prepare(cnn.SmallCNN(n_classes=5, image_size=12), "top-layer", 5)   # notebook 01: digits in a 12x12 frame
     return cnn.count_params(model, trainable_only=True) / cnn.count_params(model)
 
 

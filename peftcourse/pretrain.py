@@ -29,7 +29,7 @@ import torch
 
 from .data import DOC_SEP, mean_loss, token_blocks
 from .runtime import get_device, is_fast, seed_everything, versions
-from .train import train
+from .train import eval_mode, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS_DIR = os.path.join(ROOT, "data", "corpus")
@@ -268,15 +268,15 @@ def hardware(device):
 def samples(model, tokenizer, prompts=PROMPTS, max_new_tokens=40, seed=0):
     """Sampled continuations (temperature 0.8, top-k 40), seeded so the card is reproducible."""
     device = next(model.parameters()).device
-    model.eval()
     out = []
-    for i, prompt in enumerate(prompts):
-        torch.manual_seed(seed + i)
-        ids = tokenizer(prompt, return_tensors="pt").to(device)
-        room = model.config.n_positions - ids["input_ids"].shape[1]  # never run past the position table
-        gen = model.generate(**ids, max_new_tokens=min(max_new_tokens, room), do_sample=True, temperature=0.8, top_k=40,
-                             pad_token_id=tokenizer.pad_token_id)
-        out.append(tokenizer.decode(gen[0], skip_special_tokens=True))
+    with eval_mode(model):   # no dropout while sampling; the caller's mode comes back afterwards
+        for i, prompt in enumerate(prompts):
+            torch.manual_seed(seed + i)
+            ids = tokenizer(prompt, return_tensors="pt").to(device)
+            room = model.config.n_positions - ids["input_ids"].shape[1]  # never run past the position table
+            gen = model.generate(**ids, max_new_tokens=min(max_new_tokens, room), do_sample=True, temperature=0.8,
+                                 top_k=40, pad_token_id=tokenizer.pad_token_id)
+            out.append(tokenizer.decode(gen[0], skip_special_tokens=True))
     return out
 
 
