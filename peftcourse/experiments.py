@@ -600,7 +600,11 @@ def tiny_sweep(config, name, run_one):
     config["lr"] = {}
     if config.get("lr_sweep") == "run":
         config["lr_sweep"] = {}
+        reused = load_result(config["lr_from"])["config"]["lr"] if config.get("lr_from") else {}
         for setting in config["settings"]:
+            if setting in reused:   # a control: the rate the other experiment's sweep chose for this setting
+                config["lr"][setting] = reused[setting]
+                continue
             scores = {lr: run_one(setting, lr) for lr in TINY_LR_SWEEP}
             config["lr_sweep"][setting] = {f"{lr:g}": s for lr, s in scores.items()}
             config["lr"][setting] = min(scores, key=scores.get)
@@ -716,6 +720,23 @@ def sbora_vs_lora(config, seed):
     config["touched_columns"] = {s: touched_columns(m) for s, (m, _) in runs.items()}
     return {"metric": {s: r["answer_loss"] for s, (_, r) in runs.items()},
             "curves": {s: r["curve"] for s, (_, r) in runs.items()}}
+
+
+@experiment(   # the control of C9: is SBoRA-FA's gap the halved budget or the fixed basis?
+    "sbora_vs_lora_equal_budget", claim="C9",
+    question="Control: at LoRA r = 4's number of trainable weights (SBoRA-FA r = 7), does SBoRA-FA learn as well as LoRA?",
+    paper="SBoRA (Po et al. 2024) Tables 2-3 compare at equal rank; the lecture's claim is about the budget; "
+          "lecture slide 'SBoRA'",
+    metric="held-out answer loss (two-digit addition)", higher_is_better=False,
+    sizes={size: {**cfg, "lr_from": "sbora_vs_lora",
+                  "settings": {"LoRA r=4": SBORA_SETTINGS["LoRA r=4"],
+                               "SBoRA-FA r=7": {"method": "sbora", "r": 7, "alpha": 14, "variant": "FA"}}}
+           for size, cfg in with_settings({}, smoke={"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1},
+                                          class_={"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 20},
+                                          full={"n_train": 2000, "n_test": 200, "steps": 320, "eval_every": 40}).items()},
+    compare=[parity("SBoRA-FA r=7", "LoRA r=4", margin=0.1)], prepare=sbora_prepare)
+def sbora_vs_lora_equal_budget(config, seed):
+    return sbora_vs_lora(config, seed)
 
 
 TASK_OPS = {"addition": "+", "subtraction": "-"}

@@ -131,9 +131,11 @@ def test_committed_result_validates(path):
         assert "lr_sweep" not in full
     elif not isinstance(config["lr"], dict):   # one fixed rate for every setting
         assert config["lr"] == full["lr"] and math.isfinite(config["lr"])
-    elif "val_accuracy" not in next(iter(config.get("lr_sweep", {"": {}}).values()), {}) and not config.get("lr_from"):
-        for setting, sweep in config["lr_sweep"].items():   # TinyGPT: each setting's best (lowest) score on seed 0
-            assert sweep[f"{config['lr'][setting]:g}"] == min(sweep.values())
+    elif set(config["lr"]) == set(config.get("settings", {})):   # TinyGPT: a rate per setting
+        reused = E.load_result(config["lr_from"])["config"]["lr"] if config.get("lr_from") else {}
+        for setting, lr in config["lr"].items():   # a control's reused rate, else its sweep's best (lowest) score
+            assert lr == reused[setting] if setting in reused else (
+                config["lr_sweep"][setting][f"{lr:g}"] == min(config["lr_sweep"][setting].values()))
     elif config.get("lr_from"):   # a control reuses the rates another experiment's sweep chose
         source = E.load_result(config["lr_from"])["config"]["lr"]
         assert config["lr"] == {fam: source[fam] for fam in config["lr"]}
