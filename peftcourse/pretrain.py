@@ -262,7 +262,8 @@ def hardware(device):
             name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"CPU: {name}, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"CPU: {name}, {n} thread{'s' if n != 1 else ''}"
 
 
 def samples(model, tokenizer, prompts=PROMPTS, max_new_tokens=40, seed=0):

@@ -45,7 +45,8 @@ def test_every_experiment_runs_at_smoke_size(smoke_results, name):
             if not key.endswith("steps"):
                 steps = curve["loss_steps" if key == "loss" else "eval_steps"]
                 assert len(values) == 1 and len(values[0]) == len(steps)
-    assert list(result) == [k for k in E.KEYS]   # exactly the keys, in its order
+    # exactly the keys, in its order ("curves" only where the experiment records them)
+    assert list(result) == [k for k in E.KEYS if k != "curves" or "curves" in result]
 
 
 def test_same_seed_gives_identical_values_and_curves():
@@ -176,7 +177,26 @@ def test_readme_table_is_the_generated_one():
     if not COMMITTED:
         pytest.skip("no committed results yet")
     with open(README, encoding="utf-8") as f:
-        assert E.results_table() in f.read()
+        text = f.read()
+    assert E.results_table() in text and E.claims_table() in text
+
+
+def test_claims_table_separates_designed_experiments_from_controls(tmp_path):
+    verdicts = {}
+    for name in ("lora_rank", "lora_rank_pooler"):
+        if not os.path.isfile(E.result_path(name)):
+            pytest.skip("no committed results yet")
+        result = E.load_result(name)
+        verdicts[name] = result["verdict"]
+        with open(tmp_path / f"{name}.json", "w", encoding="utf-8") as f:
+            json.dump(result, f)
+    table = E.claims_table(results_dir=str(tmp_path)).splitlines()
+    assert len(table) == 3   # header, rule, one claim: only claims with a result file get a row
+    claim, designed, controls = [cell.strip() for cell in table[2].strip("|").split("|")]
+    assert claim == "C2"
+    assert designed == f"`lora_rank`: {verdicts['lora_rank']}"
+    assert controls == f"`lora_rank_pooler`: {verdicts['lora_rank_pooler']}"
+    assert E.is_control("lora_rank_pooler") and not E.is_control("lora_rank")
 
 
 def test_plots_draw_the_band_and_the_students_run(smoke_results):
@@ -223,3 +243,23 @@ def test_tinygpt_experiments_record_what_they_claim(smoke_results):
     assert set(uuid["generations"]["MoRA r=8"]) == {"prompt", "answer", "before", "after"}
     bits = smoke_results["four_bit_formats"]["config"]["constant_bits_per_weight"]
     assert bits["NF4"] == 0.5 and abs(bits["NF4 + DQ"] - 0.127) < 0.002   # QLoRA §3: 0.5 -> 0.127 bits
+
+
+def test_tiny_sweep_extends_the_grid_while_the_best_rate_is_at_its_edge():
+    tried = []
+
+    def sweep(best_lr):
+        tried.clear()
+        config = {"settings": {"a": {}}, "lr_sweep": "run"}
+
+        def score(setting, lr):
+            tried.append(lr)
+            return (math.log(lr) - math.log(best_lr)) ** 2
+        return E.tiny_sweep(config, "unused", score)
+
+    assert sweep(0.03)["lr"]["a"] == pytest.approx(0.03)           # past the grid's top: one step up finds it
+    assert tried == [3e-3, 1e-2, 0.03, 0.09]                          # and one more shows it is a minimum
+    assert sweep(5e-3)["lr"]["a"] == 3e-3 and tried == [3e-3, 1e-2, 1e-3]   # smallest rate best: one step down
+    config = sweep(1e6)                                               # still at the edge: at most two extensions
+    assert len(tried) == len(E.TINY_LR_SWEEP) + E.TINY_LR_EXTEND and config["lr"]["a"] == max(tried)
+    assert list(config["lr_sweep"]["a"]) == [f"{lr:g}" for lr in sorted(tried)]   # every tried rate recorded
