@@ -557,6 +557,15 @@ minilm_experiment(
               "LoRA (q,v) r=8": lora(QV, 8), "DoRA (q,v) r=8": lora(QV, 8, "dora")},
     compare=[better("DoRA (q,v) r=1", "LoRA (q,v) r=1"), parity("DoRA (q,v) r=8", "LoRA (q,v) r=8", margin=0.02)])
 
+minilm_experiment(   # the control of C7: the frozen pooler held C1 and C2 back; does it hide DoRA's low-rank gain?
+    "dora_vs_lora_pooler", claim="C7",
+    question="Control: with the pooler trained too (the paper's RoBERTa head), is DoRA ahead of LoRA at r = 1?",
+    paper="DoRA (Liu et al. 2024) Table 1 and Fig. 5: DoRA above LoRA at every rank, most at low rank; "
+          "lecture slide 'DoRA: results'",
+    settings={"LoRA (q,v) r=1 + pooler": {**lora(QV, 1), "pooler": True},
+              "DoRA (q,v) r=1 + pooler": {**lora(QV, 1, "dora"), "pooler": True}}, lr_from="dora_vs_lora",
+    compare=[better("DoRA (q,v) r=1 + pooler", "LoRA (q,v) r=1 + pooler")])
+
 minilm_experiment(
     "qlora_vs_lora", claim="C6",
     question="Does LoRA on an NF4 + double-quantized base (QLoRA, from scratch) match LoRA on the full-precision base?",
