@@ -132,6 +132,8 @@ def test_committed_result_validates(path):
         assert "lr_sweep" not in full
     elif not isinstance(config["lr"], dict):   # one fixed rate for every setting
         assert config["lr"] == full["lr"] and math.isfinite(config["lr"])
+    elif "lr_fixed" in config:   # a control at one shared, registered rate
+        assert config["lr_fixed"] == full["lr_fixed"] and set(config["lr"].values()) == {full["lr_fixed"]}
     elif set(config["lr"]) == set(config.get("settings", {})):   # TinyGPT: a rate per setting
         reused = E.load_result(config["lr_from"])["config"]["lr"] if config.get("lr_from") else {}
         for setting, lr in config["lr"].items():   # a control's reused rate, else its sweep's best (lowest) score
