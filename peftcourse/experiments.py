@@ -814,10 +814,20 @@ def multi_sbora_vs_lora_sum(config, seed):
         per_task = {task: data.answer_loss(merged, tests[task]) - single[(kind, task)] for task in TASK_OPS}
         metric[label] = statistics.fmean(per_task.values())
         metric.update({f"{label}: {task}": v for task, v in per_task.items()})
-        # the control: how strongly the OTHER task's update answers this task's inputs (1 = as strongly as its own)
+        # the controls: how strongly the OTHER task's update answers this task's inputs (1 = as strongly as its own),
+        # and how large each task's update is next to the weight it changes
         metric[f"cross-talk: {kind}"] = statistics.fmean(
             cross_talk(base, trained[kind][i], trained[kind][1 - i], tests[task]) for i, task in enumerate(TASK_OPS))
+        metric[f"update size: {kind}"] = statistics.fmean(relative_update(model) for model in trained[kind])
     return {"metric": metric}
+
+
+def relative_update(model):
+    """‖ΔW‖ / ‖W₀‖ (Frobenius), averaged over the adapted layers: how far training moved each weight."""
+    from .inject import adapter_layers
+    with torch.no_grad():
+        return statistics.fmean(float(layer.delta_weight().norm() / layer.base.weight.norm())
+                                for _, layer in adapter_layers(model))
 
 
 def cross_talk(base, own, other, batches):
