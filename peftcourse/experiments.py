@@ -176,6 +176,14 @@ def git_commit():
         return "unknown"
 
 
+def device_name():
+    """The device a result was computed on; on a CPU, the kernel level when the command line capped it."""
+    device = str(runtime.get_device())
+    if device == "cpu" and os.environ.get("ATEN_CPU_CAPABILITY"):
+        return f"cpu ({torch.backends.cpu.get_cpu_capability()} kernels)"
+    return device
+
+
 def check_seeds(seeds):
     if not isinstance(seeds, (list, tuple)) or not seeds:
         raise ValueError(f"seeds must be a non-empty list of ints, got {seeds!r}")
@@ -219,7 +227,7 @@ def run_experiment(name, seeds=(0,), size="full", config=None, out_dir=None, log
     result = {"name": name, "claim": exp.claim, "question": exp.question, "paper": exp.paper, "config": config,
               "seeds": seeds, "metric": exp.metric, "higher_is_better": exp.higher_is_better, "results": results,
               "curves": curves, "verdict": verdict_, "why": why,
-              "env": {"versions": runtime.versions(), "device": str(runtime.get_device()),
+              "env": {"versions": runtime.versions(), "device": device_name(),
                       "threads": torch.get_num_threads(),
                       "wall_s": round(wall if wall is not None else time.perf_counter() - start, 1)},
               "commit": commit}
@@ -1110,5 +1118,23 @@ def main(argv=None):
     return 0
 
 
+# x86 CPUs with AVX-512 round some kernels differently from AVX2-only ones, and a run near the edge of its stable
+# learning rate (C8's LoRA at 1e-2) turns that rounding into another result (0.824 vs 0.656 for one seed). The command
+# line therefore caps torch's, oneDNN's and MKL's kernels at AVX2 (nothing changes on an AVX2 CPU), so a cached seed
+# repeats on either kind of CPU. PEFTCOURSE_NATIVE_KERNELS=1 runs on the CPU's own kernels instead.
+PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def needs_portable_kernels(environ=os.environ, machine=None):
+    """True where this process should restart with PORTABLE_KERNELS: an x86 CPU, not capped yet, not opted out."""
+    import platform
+    return ((machine or platform.machine()).lower() in ("x86_64", "amd64")
+            and any(environ.get(k) != v for k, v in PORTABLE_KERNELS.items())
+            and environ.get("PEFTCOURSE_NATIVE_KERNELS") != "1")
+
+
 if __name__ == "__main__":
+    if needs_portable_kernels():   # torch reads these when it starts: restart this command with them set
+        os.execvpe(sys.executable, [sys.executable, "-m", "peftcourse.experiments", *sys.argv[1:]],
+                   {**os.environ, **PORTABLE_KERNELS})
     sys.exit(main())

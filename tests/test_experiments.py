@@ -265,3 +265,13 @@ def test_tiny_sweep_extends_the_grid_while_the_best_rate_is_at_its_edge():
     config = sweep(1e6)                                               # still at the edge: at most two extensions
     assert len(tried) == len(E.TINY_LR_SWEEP) + E.TINY_LR_EXTEND and config["lr"]["a"] == max(tried)
     assert list(config["lr_sweep"]["a"]) == [f"{lr:g}" for lr in sorted(tried)]   # every tried rate recorded
+
+
+def test_the_command_line_caps_kernels_only_on_x86_and_only_once():
+    capped = dict(E.PORTABLE_KERNELS)
+    assert E.needs_portable_kernels(environ={}, machine="x86_64")                 # a fresh x86 run restarts capped
+    assert not E.needs_portable_kernels(environ=capped, machine="x86_64")         # ... once: then it runs
+    assert not E.needs_portable_kernels(environ={}, machine="aarch64")            # other CPUs keep their kernels
+    assert not E.needs_portable_kernels(environ={"PEFTCOURSE_NATIVE_KERNELS": "1"}, machine="x86_64")   # opt-out
+    partly = {**capped, "MKL_ENABLE_INSTRUCTIONS": "AVX512"}
+    assert E.needs_portable_kernels(environ=partly, machine="AMD64")              # every library capped, not some

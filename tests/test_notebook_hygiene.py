@@ -38,6 +38,8 @@ def test_committed_notebook_is_a_clean_full_run(path):
     assert not unrun, f"code cells {unrun} were never executed: commit the outputs of a full run"
     errors = [i for i, c in enumerate(cells) for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors, f"code cells {errors} stored an error"
+    stderr = [i for i, c in enumerate(cells) for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not stderr, f"code cells {stderr} stored stderr (a library message peftcourse/quiet.py should drop?)"
     counts = [c["execution_count"] for c in cells]
     assert counts == sorted(counts) and len(set(counts)) == len(counts), \
         f"execution counts {counts} are out of order: restart the kernel and run all"
