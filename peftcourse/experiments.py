@@ -662,14 +662,21 @@ def memorize_uuids(spec, lr, seed, cfg):
             "wall_s": time.perf_counter() - start}
 
 
-def with_settings(settings, smoke, class_, full):
-    """The three sizes of a TinyGPT experiment, each with the same settings; full size sweeps the rates."""
-    return {"smoke": {**smoke, "settings": settings}, "class": {**class_, "settings": settings},
-            "full": {**full, "settings": settings, "lr_sweep": "run"}}
+def with_settings(settings, smoke, class_, full, **extra):
+    """The three sizes of a TinyGPT experiment, each with the same settings and `extra` keys (lr_from, lr_fixed);
+    full size sweeps the rates unless one is fixed."""
+    sizes = {size: {**cfg, "settings": settings, **extra} for size, cfg in
+             (("smoke", smoke), ("class", class_), ("full", full))}
+    if "lr_fixed" not in extra:
+        sizes["full"]["lr_sweep"] = "run"
+    return sizes
 
 
 UUID_SETTINGS = {"LoRA r=8": {"method": "lora", "r": 8, "alpha": 16},       # 98,304 trainable weights
                  "MoRA r=8": {"method": "mora", "r": 8, "mora_type": 1}}    # 98,388: MoRA's r̂ for LoRA r=8's budget
+UUID_SIZES = {"smoke": {"n_pairs": 2, "steps": 2, "eval_every": 1},
+              "class_": {"n_pairs": 8, "steps": 60, "eval_every": 20},
+              "full": {"n_pairs": 8, "steps": 160, "eval_every": 20}}
 
 
 def uuid_prepare(config, size, name):
@@ -683,9 +690,7 @@ def uuid_prepare(config, size, name):
     paper="MoRA (Jiang et al. 2024) Table 2 / Fig. 1: UUID pairs on LLaMA-2 7B, character accuracy after 900 steps, "
           "r = 8: MoRA 100 % vs LoRA 76.5 % (r = 256: 100 % vs 100 %); lecture slide 'MoRA: results'",
     metric="character accuracy on the memorized pairs", higher_is_better=True,
-    sizes=with_settings(UUID_SETTINGS, smoke={"n_pairs": 2, "steps": 2, "eval_every": 1},
-                        class_={"n_pairs": 8, "steps": 60, "eval_every": 20},
-                        full={"n_pairs": 8, "steps": 160, "eval_every": 20}),
+    sizes=with_settings(UUID_SETTINGS, **UUID_SIZES),
     compare=[better("MoRA r=8", "LoRA r=8")], prepare=uuid_prepare)
 def mora_vs_lora_uuid(config, seed):
     runs = {s: memorize_uuids(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
@@ -701,10 +706,7 @@ def mora_vs_lora_uuid(config, seed):
     paper="MoRA (Jiang et al. 2024) Table 2 / Fig. 1: UUID pairs on LLaMA-2 7B, r = 8: MoRA 100 % vs LoRA 76.5 % "
           "after 900 steps, one learning rate per method; lecture slide 'MoRA: results'",
     metric="character accuracy on the memorized pairs", higher_is_better=True,
-    sizes={size: {"lr_fixed": 3e-3, "settings": UUID_SETTINGS, **cfg}
-           for size, cfg in {"smoke": {"n_pairs": 2, "steps": 2, "eval_every": 1},
-                             "class": {"n_pairs": 8, "steps": 60, "eval_every": 20},
-                             "full": {"n_pairs": 8, "steps": 160, "eval_every": 20}}.items()},
+    sizes=with_settings(UUID_SETTINGS, **UUID_SIZES, lr_fixed=3e-3),
     compare=[better("MoRA r=8", "LoRA r=8")], prepare=uuid_prepare)
 def mora_vs_lora_uuid_same_lr(config, seed):
     return mora_vs_lora_uuid(config, seed)
@@ -740,6 +742,9 @@ def touched_columns(model):
 
 SBORA_SETTINGS = {"LoRA r=4": {"method": "lora", "r": 4, "alpha": 8},                        # 49,152 weights
                   "SBoRA-FA r=4": {"method": "sbora", "r": 4, "alpha": 8, "variant": "FA"}}   # 27,648: B only
+SBORA_SIZES = {"smoke": {"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1},
+               "class_": {"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 20},
+               "full": {"n_train": 2000, "n_test": 200, "steps": 320, "eval_every": 40}}
 
 
 def sbora_prepare(config, size, name):
@@ -754,9 +759,7 @@ def sbora_prepare(config, size, name):
           "rank as LoRA within about a point of it (sometimes above) with 40-50 % fewer trainable parameters; "
           "lecture slide 'SBoRA'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
-    sizes=with_settings(SBORA_SETTINGS, smoke={"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1},
-                        class_={"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 20},
-                        full={"n_train": 2000, "n_test": 200, "steps": 320, "eval_every": 40}),
+    sizes=with_settings(SBORA_SETTINGS, **SBORA_SIZES),
     compare=[parity("SBoRA-FA r=4", "LoRA r=4", margin=0.1)], prepare=sbora_prepare)
 def sbora_vs_lora(config, seed):
     runs = {s: learn_arithmetic(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
@@ -772,12 +775,9 @@ def sbora_vs_lora(config, seed):
     paper="SBoRA (Po et al. 2024) Tables 2-3 compare at equal rank; the lecture's claim is about the budget; "
           "lecture slide 'SBoRA'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
-    sizes={size: {**cfg, "lr_from": "sbora_vs_lora",
-                  "settings": {"LoRA r=4": SBORA_SETTINGS["LoRA r=4"],
-                               "SBoRA-FA r=7": {"method": "sbora", "r": 7, "alpha": 14, "variant": "FA"}}}
-           for size, cfg in with_settings({}, smoke={"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1},
-                                          class_={"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 20},
-                                          full={"n_train": 2000, "n_test": 200, "steps": 320, "eval_every": 40}).items()},
+    sizes=with_settings({"LoRA r=4": SBORA_SETTINGS["LoRA r=4"],
+                         "SBoRA-FA r=7": {"method": "sbora", "r": 7, "alpha": 14, "variant": "FA"}},
+                        **SBORA_SIZES, lr_from="sbora_vs_lora"),
     compare=[parity("SBoRA-FA r=7", "LoRA r=4", margin=0.1)], prepare=sbora_prepare)
 def sbora_vs_lora_equal_budget(config, seed):
     return sbora_vs_lora(config, seed)
