@@ -51,6 +51,7 @@ import torch
 from . import data, models, runtime
 from .adapters import add_adapters, freeze_all_but_top
 from .inject import inject
+from .lora import inject_gpt2_attention
 from .train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -304,7 +305,7 @@ def reproduce(name, seed, size="full", results_dir=RESULTS_DIR):
             for s in cached["results"]}
 
 
-# ---------------------------------------------------------------- MiniLM-L6 on doc_topics (C1-C4, C6, C7)
+# ---------------------------------------------------------------- MiniLM-L6 on doc_topics (C1-C4, C6, C7, C9)
 # The papers show these claims on pretrained encoders fine-tuned for classification (LoRA Table 2 on RoBERTa,
 # Houlsby et al. on BERT, DoRA and QLoRA on LLaMA/RoBERTa): the real pretrained MiniLM-L6 classifying
 # standard-library sentences by package (data.doc_topics, 8 labels) is the same setting at CPU scale.
@@ -320,14 +321,18 @@ LR_SWEEP = {           # per method family: candidates tried on seed 0 (LoRA-fam
     "LoRA": [3e-4, 1e-3, 3e-3],          # also DoRA and QLoRA: their papers reuse LoRA's hyperparameters
     "adapter": [3e-4, 1e-3, 3e-3],
     "top-layer": [1e-4, 3e-4, 1e-3],
+    "SBoRA-FA": [1e-3, 3e-3, 1e-2, 3e-2],   # its own sweep (on TinyGPT it chose ~3x LoRA's rate); 1e-2 was best of
+                                            # the first three, so 3e-2 bounds it
 }
 SWEEP_SPEC = {         # the setting each family's learning rate is swept with
     "full FT": {"method": "full"},
     "LoRA": {"method": "lora", "targets": ["query", "value"], "r": 8, "alpha": 8},
     "adapter": {"method": "adapter", "bottleneck": 64},
     "top-layer": {"method": "top", "k": 1},
+    "SBoRA-FA": {"method": "sbora", "targets": ["query", "value"], "r": 4, "alpha": 8, "variant": "FA"},
 }
-FAMILY = {"full": "full FT", "lora": "LoRA", "dora": "LoRA", "qlora": "LoRA", "adapter": "adapter", "top": "top-layer"}
+FAMILY = {"full": "full FT", "lora": "LoRA", "dora": "LoRA", "qlora": "LoRA", "adapter": "adapter", "top": "top-layer",
+          "sbora": "SBoRA-FA"}
 RUN_CACHE = {}         # (spec, lr, seed, data config) -> run: settings shared by experiments train once per process
 RUN_CACHE_FILE = None  # optionally a JSON-lines file that keeps them between processes (the CLI's --cache)
 
@@ -349,9 +354,10 @@ def minilm_splits(cfg):
 def build(model, spec):
     """Apply one method to a fresh MiniLM classifier, with the package's own pieces."""
     method = spec["method"]
-    if method in ("lora", "dora", "qlora"):   # "pooler": also train BERT's pooler, as RoBERTa's head trains its dense layer
+    if method in ("lora", "dora", "qlora", "sbora"):   # "pooler": also train BERT's pooler, as RoBERTa's head trains its dense layer
         head = ["classifier"] + (["pooler"] if spec.get("pooler") else [])
-        inject(model, method, spec["targets"], modules_to_save=head, r=spec["r"], alpha=spec["alpha"])
+        extra = {"variant": spec["variant"]} if method == "sbora" else {}   # SBoRA's columns: torch's seeded RNG
+        inject(model, method, spec["targets"], modules_to_save=head, r=spec["r"], alpha=spec["alpha"], **extra)
     elif method == "adapter":   # Houlsby et al. train the LayerNorms and the head with the adapters
         add_adapters(model, spec["bottleneck"], modules_to_save=["classifier", "LayerNorm"] + (["pooler"] if spec.get("pooler") else []))
     elif method == "top":       # top-layer tuning: the last k blocks and the head (pooler + classifier)
@@ -418,16 +424,17 @@ def _finetune(spec, lr, seed, cfg):
 
 def minilm_prepare(config, size, name):
     """Fix each method family's learning rate. Full size: a sweep on seed 0, judged by validation accuracy
-    (recorded in config["lr_sweep"]). Other sizes: the rates of the cached full result (else the middle candidate)."""
+    (recorded in config["lr_sweep"]), except for families whose rate `lr_from`'s sweep already chose.
+    Other sizes: the rates of the cached full result (else the middle candidate)."""
     families = sorted({FAMILY[spec["method"]] for spec in config["settings"].values()})
     config["lr"] = {}
     if config.get("lr_from") and (size == "full" or os.path.isfile(result_path(config["lr_from"]))):
-        chosen = load_result(config["lr_from"])["config"]["lr"]   # a control: the rates another experiment's sweep chose
-        config["lr"] = {fam: chosen[fam] for fam in families}
-    elif size == "full":
-        config["lr_sweep"] = {}
-        for fam in families:
+        chosen = load_result(config["lr_from"])["config"]["lr"]   # the rates another experiment's sweep chose
+        config["lr"] = {fam: chosen[fam] for fam in families if fam in chosen}
+    if size == "full":
+        for fam in (f for f in families if f not in config["lr"]):
             runs = {lr: finetune(SWEEP_SPEC[fam], lr, 0, config) for lr in LR_SWEEP[fam]}
+            config.setdefault("lr_sweep", {})
             config["lr_sweep"][fam] = {"setting": SWEEP_SPEC[fam], "seed": 0,
                                        "val_accuracy": {f"{lr:g}": r["val"] for lr, r in runs.items()}}
             config["lr"][fam] = max(runs, key=lambda lr: runs[lr]["val"])   # ties: the smaller rate (listed first)
@@ -436,7 +443,7 @@ def minilm_prepare(config, size, name):
             cached = load_result(name)["config"]["lr"]
         except (FileNotFoundError, KeyError, ValueError):
             cached = {}
-        for fam in families:
+        for fam in (f for f in families if f not in config["lr"]):
             config["lr"][fam] = cached.get(fam, LR_SWEEP[fam][1])
     return config
 
@@ -464,6 +471,18 @@ def lora(targets, r, method="lora"):
     return {"method": method, "targets": targets, "r": r, "alpha": 8}   # α fixed at 8 for every r (LoRA §4.1)
 
 
+def adapter(bottleneck):
+    return {"method": "adapter", "bottleneck": bottleneck}
+
+
+def pooled(spec):
+    """The same method with BERT's pooler trained too, as the papers' RoBERTa head trains its dense layer."""
+    return {**spec, "pooler": True}
+
+
+TOP_LAYER = {"method": "top", "k": 1}   # the last block and the head (pooler + classifier)
+
+
 QV = ["query", "value"]
 minilm_experiment(
     "lora_vs_full_ft", claim="C1",
@@ -488,7 +507,7 @@ minilm_experiment(   # the second control of C1: is it the frozen pooler (LoRA's
              "does it match full fine-tuning at 64 steps?",
     paper="LoRA (Hu et al. 2021) Table 2 trains RoBERTa's classification head (dense + output) in full; "
           "BertForSequenceClassification's equivalent is pooler + classifier; lecture slide 'LoRA: results'",
-    settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": {**lora(QV, 8), "pooler": True}}, lr_from="lora_vs_full_ft",
+    settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": pooled(lora(QV, 8))}, lr_from="lora_vs_full_ft",
     compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
 
 minilm_experiment(   # both controls of C1 together: the paper's head (pooler trained) and about three epochs
@@ -497,7 +516,7 @@ minilm_experiment(   # both controls of C1 together: the paper's head (pooler tr
              "match full fine-tuning while training under 1 % of the weights?",
     paper="LoRA (Hu et al. 2021) Table 2: RoBERTa-large GLUE average 89.0 (LoRA, 0.8 M) vs 88.9 (full FT, 355 M), "
           "head trained in full, 10-80 epochs (Appendix D); lecture slide 'LoRA: results'",
-    settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": {**lora(QV, 8), "pooler": True}},
+    settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": pooled(lora(QV, 8))},
     full={"steps": 192, "eval_every": 64}, lr_from="lora_vs_full_ft",
     compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
 
@@ -505,8 +524,8 @@ minilm_experiment(   # the control of C2: the same with the pooler trained
     "lora_rank_pooler", claim="C2",
     question="Control: with the pooler trained too, does r = 1 on W_q, W_v do as well as r = 64?",
     paper="LoRA (Hu et al. 2021) Table 6: GPT-3 WikiSQL 73.4 (r = 1) vs 73.5 (r = 64); lecture slide 'How small can r be?'",
-    settings={"LoRA (q,v) r=1 + pooler": {**lora(QV, 1), "pooler": True},
-              "LoRA (q,v) r=64 + pooler": {**lora(QV, 64), "pooler": True}}, lr_from="lora_rank",
+    settings={"LoRA (q,v) r=1 + pooler": pooled(lora(QV, 1)),
+              "LoRA (q,v) r=64 + pooler": pooled(lora(QV, 64))}, lr_from="lora_rank",
     compare=[parity("LoRA (q,v) r=1 + pooler", "LoRA (q,v) r=64 + pooler", margin=0.02)])
 
 minilm_experiment(
@@ -530,8 +549,8 @@ minilm_experiment(
     question="Do bottleneck adapters match full fine-tuning with a few % of the weights, and beat tuning only the top layer?",
     paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); "
           "top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
-    settings={"full FT": FULL, "adapter b=64": {"method": "adapter", "bottleneck": 64},
-              "top-layer (last block + head)": {"method": "top", "k": 1}},
+    settings={"full FT": FULL, "adapter b=64": adapter(64),
+              "top-layer (last block + head)": TOP_LAYER},
     compare=[parity("adapter b=64", "full FT", margin=0.02), better("adapter b=64", "top-layer (last block + head)"),
              fraction("adapter b=64", 5.0)])
 
@@ -541,8 +560,8 @@ minilm_experiment(   # the control of C3: the same budget comparison with the pa
              "than W_q alone at r = 8?",
     paper="LoRA (Hu et al. 2021) Table 5: WikiSQL 73.7 (W_q, W_v, r = 4) vs 70.4 (W_q, r = 8); lecture slide "
           "'Which weights to adapt?'",
-    settings={"LoRA (q) r=8 + pooler": {**lora(["query"], 8), "pooler": True},
-              "LoRA (q,v) r=4 + pooler": {**lora(QV, 4), "pooler": True}}, lr_from="lora_targets",
+    settings={"LoRA (q) r=8 + pooler": pooled(lora(["query"], 8)),
+              "LoRA (q,v) r=4 + pooler": pooled(lora(QV, 4))}, lr_from="lora_targets",
     compare=[better("LoRA (q,v) r=4 + pooler", "LoRA (q) r=8 + pooler")])
 
 minilm_experiment(   # the control of C4: adapters also train the pooler, as top-layer tuning does
@@ -551,8 +570,8 @@ minilm_experiment(   # the control of C4: adapters also train the pooler, as top
              "match full fine-tuning and beat top-layer tuning?",
     paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); "
           "top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
-    settings={"full FT": FULL, "adapter b=64 + pooler": {"method": "adapter", "bottleneck": 64, "pooler": True},
-              "top-layer (last block + head)": {"method": "top", "k": 1}}, lr_from="adapters_vs_top_layer",
+    settings={"full FT": FULL, "adapter b=64 + pooler": pooled(adapter(64)),
+              "top-layer (last block + head)": TOP_LAYER}, lr_from="adapters_vs_top_layer",
     compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02),
              better("adapter b=64 + pooler", "top-layer (last block + head)"), fraction("adapter b=64 + pooler", 5.0)])
 
@@ -570,9 +589,94 @@ minilm_experiment(   # the control of C7: the frozen pooler held C1 and C2 back;
     question="Control: with the pooler trained too (the paper's RoBERTa head), is DoRA ahead of LoRA at r = 1?",
     paper="DoRA (Liu et al. 2024) Table 1 and Fig. 5: DoRA above LoRA at every rank, most at low rank; "
           "lecture slide 'DoRA: results'",
-    settings={"LoRA (q,v) r=1 + pooler": {**lora(QV, 1), "pooler": True},
-              "DoRA (q,v) r=1 + pooler": {**lora(QV, 1, "dora"), "pooler": True}}, lr_from="dora_vs_lora",
+    settings={"LoRA (q,v) r=1 + pooler": pooled(lora(QV, 1)),
+              "DoRA (q,v) r=1 + pooler": pooled(lora(QV, 1, "dora"))}, lr_from="dora_vs_lora",
     compare=[better("DoRA (q,v) r=1 + pooler", "LoRA (q,v) r=1 + pooler")])
+
+# The paper's setting for C2-C4 and C7, as C1's lora_vs_full_ft_pooler_long found it: the head's dense layer
+# (BERT's pooler) trained, about three epochs (LoRA Appendix D, Houlsby et al. §3.1 train for several epochs).
+PAPER_LENGTH = {"steps": 192, "eval_every": 64}
+
+minilm_experiment(
+    "lora_rank_pooler_long", claim="C2",
+    question="With the pooler trained (the paper's head) and three times the steps, does r = 1 on W_q, W_v do as "
+             "well as r = 64?",
+    paper="LoRA (Hu et al. 2021) Table 6: GPT-3 WikiSQL 73.4 (r = 1) vs 73.5 (r = 64) on (W_q, W_v); "
+          "lecture slide 'How small can r be?'",
+    settings={"LoRA (q,v) r=1 + pooler": pooled(lora(QV, 1)),
+              "LoRA (q,v) r=64 + pooler": pooled(lora(QV, 64))},
+    full=PAPER_LENGTH, lr_from="lora_rank",
+    compare=[parity("LoRA (q,v) r=1 + pooler", "LoRA (q,v) r=64 + pooler", margin=0.02)])
+
+minilm_experiment(
+    "lora_targets_pooler_long", claim="C3",
+    question="With the pooler trained (the paper's head) and three times the steps, is adapting W_q and W_v at r = 4 "
+             "better than W_q alone at r = 8 (the same budget)?",
+    paper="LoRA (Hu et al. 2021) Table 5: WikiSQL 73.7 (W_q, W_v, r = 4) vs 70.4 (W_q, r = 8), 18 M parameters each; "
+          "lecture slide 'Which weights to adapt?'",
+    settings={"LoRA (q) r=8 + pooler": pooled(lora(["query"], 8)),
+              "LoRA (q,v) r=4 + pooler": pooled(lora(QV, 4))},
+    full=PAPER_LENGTH, lr_from="lora_targets",
+    compare=[better("LoRA (q,v) r=4 + pooler", "LoRA (q) r=8 + pooler")])
+
+minilm_experiment(
+    "adapters_vs_top_layer_pooler_long", claim="C4",
+    question="With the pooler trained (as top-layer tuning trains it) and three times the steps, do adapters match "
+             "full fine-tuning with a few % of the weights, and beat tuning only the top layer?",
+    paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT), "
+          "3-20 epochs; top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
+    settings={"full FT": FULL, "adapter b=64 + pooler": pooled(adapter(64)),
+              "top-layer (last block + head)": TOP_LAYER},
+    full=PAPER_LENGTH, lr_from="adapters_vs_top_layer",
+    compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02),
+             better("adapter b=64 + pooler", "top-layer (last block + head)"), fraction("adapter b=64 + pooler", 5.0)])
+
+minilm_experiment(   # top-layer tuning above trains 8.5 % of the weights, the adapters 3.2 %: Houlsby's Fig. 1
+    "adapters_vs_top_layer_equal_budget", claim="C4",   # compares them at the same budget, so give both 8.5 %
+    question="At top-layer tuning's budget (adapters with bottleneck 192 train about as many weights as the last "
+             "block), in the paper's setting (pooler trained, three times the steps), do adapters beat tuning only "
+             "the top layer, and match full fine-tuning?",
+    paper="Houlsby et al. 2019 Fig. 1 and Fig. 3: at an equal number of trained weights adapters stay near full "
+          "fine-tuning while tuning only the top layers falls behind; lecture slide 'Adapters'",
+    settings={"full FT": FULL, "adapter b=192 + pooler": pooled(adapter(192)),
+              "top-layer (last block + head)": TOP_LAYER},
+    full=PAPER_LENGTH, lr_from="adapters_vs_top_layer",
+    compare=[parity("adapter b=192 + pooler", "full FT", margin=0.02),
+             better("adapter b=192 + pooler", "top-layer (last block + head)")])
+
+minilm_experiment(   # the control of C4's designs: how much is already in the frozen encoder's features?
+    "adapters_vs_top_layer_head_only", claim="C4",
+    question="Control: how close does the head alone (BERT's pooler and the classifier on the frozen encoder) come "
+             "to full fine-tuning and to top-layer tuning, in the paper's setting (192 steps)?",
+    paper="Houlsby et al. 2019 Fig. 1 and Fig. 3: on GLUE, tuning only the top layers falls behind adapters and full "
+          "fine-tuning, because the lower layers must change too; lecture slide 'Adapters'",
+    settings={"full FT": FULL, "top-layer (last block + head)": TOP_LAYER,
+              "head only (pooler + classifier)": {"method": "top", "k": 0}},
+    full=PAPER_LENGTH, lr_from="adapters_vs_top_layer",
+    compare=[parity("head only (pooler + classifier)", "full FT", margin=0.02)])
+
+minilm_experiment(
+    "dora_vs_lora_pooler_long", claim="C7",
+    question="With the pooler trained (the paper's head) and three times the steps, is DoRA ahead of LoRA at r = 1?",
+    paper="DoRA (Liu et al. 2024) Table 1 and Fig. 5: commonsense reasoning, LLaMA-7B, DoRA above LoRA at every rank, "
+          "most at low rank; lecture slide 'DoRA: results'",
+    settings={"LoRA (q,v) r=1 + pooler": pooled(lora(QV, 1)),
+              "DoRA (q,v) r=1 + pooler": pooled(lora(QV, 1, "dora"))},
+    full=PAPER_LENGTH, lr_from="dora_vs_lora",
+    compare=[better("DoRA (q,v) r=1 + pooler", "LoRA (q,v) r=1 + pooler")])
+
+minilm_experiment(
+    "sbora_vs_lora_minilm", claim="C9",
+    question="On a pretrained encoder in the paper's setting (pooler trained, three times the steps), does SBoRA-FA "
+             "(A fixed to r standard-basis rows, only B trains) match LoRA at the same rank with about half the "
+             "trainable weights?",
+    paper="SBoRA (Po et al. 2024) Tables 2-3: commonsense and arithmetic reasoning on LLaMA, SBoRA-FA at the same "
+          "rank as LoRA within about a point of it (sometimes above) with 40-50 % fewer trainable parameters; "
+          "lecture slide 'SBoRA'",
+    settings={"LoRA (q,v) r=4 + pooler": pooled(lora(QV, 4)),
+              "SBoRA-FA (q,v) r=4 + pooler": pooled(SWEEP_SPEC["SBoRA-FA"])},
+    full=PAPER_LENGTH, lr_from="lora_targets",
+    compare=[parity("SBoRA-FA (q,v) r=4 + pooler", "LoRA (q,v) r=4 + pooler", margin=0.02)])
 
 minilm_experiment(
     "qlora_vs_lora", claim="C6",
@@ -584,7 +688,7 @@ minilm_experiment(
     compare=[parity("QLoRA NF4+DQ (all linear) r=8", "LoRA (all linear) r=8", margin=0.02)])
 
 
-# ---------------------------------------------------------------- TinyGPT (C8-C10): the generative claims
+# ---------------------------------------------------------------- TinyGPT (C8-C10, and C3, C4): the generative claims
 # MoRA and SBoRA are shown on causal LMs (LLaMA); the course's own pretrained TinyGPT is that setting at CPU
 # scale. One loaded copy per process; every run fine-tunes a fresh deep copy of it.
 
@@ -606,6 +710,16 @@ def tinygpt_with(spec, seed):
     runtime.seed_everything(seed)   # the adapter's random init (LoRA's A, MoRA's none, SBoRA's columns)
     model, tok = fresh_tinygpt()
     kwargs = {k: v for k, v in spec.items() if k != "method"}
+    if spec["method"] == "lora_attention":   # LoRA on the lecture's W_q / W_k / W_v / W_o, split out of c_attn
+        inject_gpt2_attention(model, **kwargs)
+    elif spec["method"] == "adapter":        # Houlsby et al. train the LayerNorms with the adapters
+        add_adapters(model, spec["bottleneck"], modules_to_save=["ln_1", "ln_2", "ln_f"])
+    elif spec["method"] == "top":            # the last k blocks and the final LayerNorm (lm_head is the embedding)
+        freeze_all_but_top(model, spec["k"], head=("ln_f",))
+    elif spec["method"] == "full":
+        model.requires_grad_(True)
+    if spec["method"] in ("lora_attention", "adapter", "top", "full"):
+        return model, tok
     if spec["method"] == "sbora":
         kwargs["generator"] = torch.Generator().manual_seed(seed)
     inject(model, spec["method"], GPT2_TARGETS, **kwargs)
@@ -762,11 +876,19 @@ def sbora_prepare(config, size, name):
     sizes=with_settings(SBORA_SETTINGS, **SBORA_SIZES),
     compare=[parity("SBoRA-FA r=4", "LoRA r=4", margin=0.1)], prepare=sbora_prepare)
 def sbora_vs_lora(config, seed):
+    runs, measured = arithmetic_runs(config, seed)
+    config["touched_columns"] = {s: touched_columns(m) for s, (m, _) in runs.items()}
+    return measured
+
+
+def arithmetic_runs(config, seed):
+    """Every setting of an addition experiment for one seed: ({setting: (model, run)}, {"metric", "curves"})."""
     runs = {s: learn_arithmetic(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
     config["trainable"] = {s: r["trainable"] for s, (_, r) in runs.items()}
-    config["touched_columns"] = {s: touched_columns(m) for s, (m, _) in runs.items()}
-    return {"metric": {s: r["answer_loss"] for s, (_, r) in runs.items()},
-            "curves": {s: r["curve"] for s, (_, r) in runs.items()}}
+    config["trainable_percent"] = {s: round(100 * r["trainable"] / sum(p.numel() for p in m.parameters()), 4)
+                                   for s, (m, r) in runs.items()}
+    return runs, {"metric": {s: r["answer_loss"] for s, (_, r) in runs.items()},
+                  "curves": {s: r["curve"] for s, (_, r) in runs.items()}}
 
 
 @experiment(   # the control of C9: is SBoRA-FA's gap the halved budget or the fixed basis?
@@ -781,6 +903,46 @@ def sbora_vs_lora(config, seed):
     compare=[parity("SBoRA-FA r=7", "LoRA r=4", margin=0.1)], prepare=sbora_prepare)
 def sbora_vs_lora_equal_budget(config, seed):
     return sbora_vs_lora(config, seed)
+
+
+# C3 on the kind of model its paper result comes from (GPT-3 on WikiSQL, a causal LM writing answers): TinyGPT
+# learning addition, LoRA on the lecture's W_q alone at r = 8 vs W_q, W_v at r = 4, 12,288 weights each.
+TARGET_SETTINGS = {"LoRA (q) r=8": {"method": "lora_attention", "weights": ["q"], "r": 8, "alpha": 16},
+                   "LoRA (q,v) r=4": {"method": "lora_attention", "weights": ["q", "v"], "r": 4, "alpha": 8}}
+
+
+@experiment(
+    "lora_targets_tinygpt", claim="C3",
+    question="On a causal LM learning to write answers (TinyGPT, two-digit addition), at an equal budget, is adapting "
+             "W_q and W_v at r = 4 better than W_q alone at r = 8?",
+    paper="LoRA (Hu et al. 2021) Table 5: GPT-3 WikiSQL 73.7 (W_q, W_v, r = 4) vs 70.4 (W_q, r = 8), 18 M parameters "
+          "each; lecture slide 'Which weights to adapt?'",
+    metric="held-out answer loss (two-digit addition)", higher_is_better=False,
+    sizes=with_settings(TARGET_SETTINGS, **SBORA_SIZES),
+    compare=[better("LoRA (q,v) r=4", "LoRA (q) r=8")], prepare=sbora_prepare)
+def lora_targets_tinygpt(config, seed):
+    return arithmetic_runs(config, seed)[1]
+
+
+# C4 where the lower layers must change: TinyGPT learning addition (on MiniLM's topic task the last block alone
+# recovers nearly all of full fine-tuning, adapters_vs_top_layer_head_only). Houlsby et al. Fig. 1: adapters beat
+# top-layer tuning even with fewer trained weights; here 2 % against the last block's 17 %.
+HOULSBY_SETTINGS = {"full FT": {"method": "full"}, "adapter b=16": {"method": "adapter", "bottleneck": 16},
+                    "top-layer (last block)": {"method": "top", "k": 1}}
+
+
+@experiment(
+    "adapters_vs_top_layer_tinygpt", claim="C4",
+    question="On a task whose lower layers must change (TinyGPT learning two-digit addition), do adapters match full "
+             "fine-tuning with a few % of the weights, and beat tuning only the top layer, which trains far more?",
+    paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); "
+          "top-layer tuning falls behind adapters, even with more trained parameters; lecture slide 'Adapters'",
+    metric="held-out answer loss (two-digit addition)", higher_is_better=False,
+    sizes=with_settings(HOULSBY_SETTINGS, **SBORA_SIZES),
+    compare=[parity("adapter b=16", "full FT", margin=0.1), better("adapter b=16", "top-layer (last block)"),
+             fraction("adapter b=16", 5.0)], prepare=sbora_prepare)
+def adapters_vs_top_layer_tinygpt(config, seed):
+    return arithmetic_runs(config, seed)[1]
 
 
 TASK_OPS = {"addition": "+", "subtraction": "-"}
@@ -949,8 +1111,8 @@ def is_control(name):
 
 
 def claims_table(results_dir=RESULTS_DIR):
-    """One row per claim: the verdict of each designed experiment (C1 has two: the first design and the one with
-    the paper's head and length) and of each control, from the committed results."""
+    """One row per claim: the verdict of each designed experiment (the first design and, for the MiniLM claims,
+    the one in the paper's setting: head trained, three times the steps) and of each control, from the results."""
     rows = ["| claim | designed experiments: verdict | controls: verdict |", "|---|---|---|"]
     claims = sorted({exp.claim for exp in REGISTRY.values()}, key=lambda c: int(c[1:]))
     for claim in claims:
@@ -961,6 +1123,17 @@ def claims_table(results_dir=RESULTS_DIR):
         if cells[False] or cells[True]:
             rows.append(f"| {claim} | {'; '.join(cells[False]) or '—'} | {'; '.join(cells[True]) or '—'} |")
     return "\n".join(rows)
+
+
+def tally(results_dir=RESULTS_DIR):
+    """The README's count: the claims for which at least one designed experiment (not a control) reproduced."""
+    claims = sorted({exp.claim for exp in REGISTRY.values()}, key=lambda c: int(c[1:]))
+    done = [c for c in claims if any(exp.claim == c and not is_control(name)
+                                     and os.path.isfile(result_path(name, "full", results_dir))
+                                     and load_result(name, "full", results_dir)["verdict"] == VERDICTS[0]
+                                     for name, exp in REGISTRY.items())]
+    return (f"Claims with a designed experiment reproduced: {', '.join(done) or 'none'} "
+            f"({len(done)} of {len(claims)}).")
 
 
 TABLE_START = "<!-- results table: generated by `python -m peftcourse.experiments table --write` -->"
@@ -976,7 +1149,8 @@ def write_readme_table(path=os.path.join(ROOT, "README.md"), results_dir=RESULTS
     head, rest = text.split(TABLE_START)
     _, tail = rest.split(TABLE_END)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{head}{TABLE_START}\n{claims_table(results_dir)}\n\n{results_table(results_dir)}\n{TABLE_END}{tail}")
+        f.write(f"{head}{TABLE_START}\n{claims_table(results_dir)}\n\n{tally(results_dir)}\n\n"
+                f"{results_table(results_dir)}\n{TABLE_END}{tail}")
     return path
 
 
@@ -1001,6 +1175,28 @@ def describe(result):
         lines.append(f"  {setting:<{width}}  {mean:.3f} ± {sd:.3f}")
     lines.append(f"verdict: {result['verdict']}. {result['why']}")
     print("\n".join(lines))
+
+
+def one_line(result):
+    """A result in one line (a notebook's list of controls): steps, seeds, mean ± sd per setting, verdict."""
+    result = load_result(result) if isinstance(result, str) else result
+    cells = ", ".join(f"{s} {summary(v)[0]:.3f} ± {summary(v)[1]:.3f}" for s, v in result["results"].items())
+    steps = f"{result['config']['steps']} steps, " if "steps" in result["config"] else ""
+    return f"{result['name']} ({steps}{len(result['seeds'])} seeds): {cells} → {result['verdict']}"
+
+
+def plot_summaries(names, ncols=2, height=None):
+    """plot_summary of several cached results on a grid, each titled with its name and verdict."""
+    from . import plots
+    nrows = -(-len(names) // ncols)
+    fig, axes = plots.new_axes(ncols, nrows, height=height, sharex=True, squeeze=False)
+    for name, ax in zip(names, axes.flat):
+        plot_summary(name, ax=ax)
+        ax.set_title(f"{name}: {load_result(name)['verdict']}")
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
 
 
 def _student_curves(student):

@@ -139,13 +139,14 @@ def test_committed_result_validates(path):
         for setting, lr in config["lr"].items():   # a control's reused rate, else its sweep's best (lowest) score
             assert lr == reused[setting] if setting in reused else (
                 config["lr_sweep"][setting][f"{lr:g}"] == min(config["lr_sweep"][setting].values()))
-    elif config.get("lr_from"):   # a control reuses the rates another experiment's sweep chose
-        source = E.load_result(config["lr_from"])["config"]["lr"]
-        assert config["lr"] == {fam: source[fam] for fam in config["lr"]}
-    else:
-        for fam, sweep in config["lr_sweep"].items():   # the chosen rate is the sweep's best on validation
-            best = max(sweep["val_accuracy"].values())
-            assert sweep["val_accuracy"][f"{config['lr'][fam]:g}"] == best
+    else:   # MiniLM: a family's rate is the one lr_from's sweep chose, else its own sweep's best on validation
+        source = E.load_result(config["lr_from"])["config"]["lr"] if config.get("lr_from") else {}
+        for fam, lr in config["lr"].items():
+            if fam in source:
+                assert lr == source[fam]
+            else:
+                sweep = config["lr_sweep"][fam]["val_accuracy"]
+                assert sweep[f"{lr:g}"] == max(sweep.values())
     assert "/" not in result["why"] and result["env"]["wall_s"] > 0
 
 
@@ -180,7 +181,7 @@ def test_readme_table_is_the_generated_one():
         pytest.skip("no committed results yet")
     with open(README, encoding="utf-8") as f:
         text = f.read()
-    assert E.results_table() in text and E.claims_table() in text
+    assert E.results_table() in text and E.claims_table() in text and E.tally() in text
 
 
 def test_claims_table_separates_designed_experiments_from_controls(tmp_path):
@@ -199,6 +200,9 @@ def test_claims_table_separates_designed_experiments_from_controls(tmp_path):
     assert designed == f"`lora_rank`: {verdicts['lora_rank']}"
     assert controls == f"`lora_rank_pooler`: {verdicts['lora_rank_pooler']}"
     assert E.is_control("lora_rank_pooler") and not E.is_control("lora_rank")
+    # the tally counts designed experiments only: a reproduced control does not make its claim reproduced
+    expected = "C2 (1 of" if verdicts["lora_rank"] == "reproduced" else "none ("
+    assert expected in E.tally(results_dir=str(tmp_path))
 
 
 def test_plots_draw_the_band_and_the_students_run(smoke_results):
@@ -208,6 +212,25 @@ def test_plots_draw_the_band_and_the_students_run(smoke_results):
     assert "adapter b=64 (1 seeds)" in labels and "adapter b=64: your run" in labels
     ax = E.plot_summary(result, student=result)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(result["results"])
+
+
+def test_one_line_and_the_summary_grid_read_the_cached_results():
+    names = ["lora_rank", "lora_rank_pooler", "lora_rank_pooler_long"]
+    result = E.load_result(names[2])
+    line = E.one_line(result)
+    assert line.startswith(f"lora_rank_pooler_long ({result['config']['steps']} steps, {len(result['seeds'])} seeds)")
+    assert line.endswith(f"→ {result['verdict']}")
+    assert all(f"{s} {E.summary(v)[0]:.3f}" in line for s, v in result["results"].items())
+    fig = E.plot_summaries(names, ncols=2)   # three results on a 2 x 2 grid: the fourth panel hidden
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [f"{n}: {E.load_result(n)['verdict']}" for n in names]
+    assert len(fig.axes) == 4
+
+
+def test_minilm_sbora_has_its_own_rate_family_and_fewer_trainable_weights(smoke_results):
+    config = smoke_results["sbora_vs_lora_minilm"]["config"]
+    assert set(config["lr"]) == {"LoRA", "SBoRA-FA"}
+    assert config["trainable_percent"]["SBoRA-FA (q,v) r=4 + pooler"] < config["trainable_percent"]["LoRA (q,v) r=4 + pooler"]
 
 
 def test_command_line_lists_every_experiment(capsys):
@@ -242,6 +265,10 @@ def test_tinygpt_experiments_record_what_they_claim(smoke_results):
     assert sbora["trainable"]["SBoRA-FA r=4"] < 0.6 * sbora["trainable"]["LoRA r=4"]
     uuid = smoke_results["mora_vs_lora_uuid"]["config"]
     assert abs(uuid["trainable"]["MoRA r=8"] / uuid["trainable"]["LoRA r=8"] - 1) < 0.01   # equal budgets
+    targets = smoke_results["lora_targets_tinygpt"]["config"]["trainable"]   # W_q at r=8 = (W_q, W_v) at r=4
+    assert targets["LoRA (q) r=8"] == targets["LoRA (q,v) r=4"] == 4 * 2 * 192 * 8
+    share = smoke_results["adapters_vs_top_layer_tinygpt"]["config"]["trainable_percent"]
+    assert share["full FT"] == 100 and share["adapter b=16"] < 5 < share["top-layer (last block)"]
     assert set(uuid["generations"]["MoRA r=8"]) == {"prompt", "answer", "before", "after"}
     bits = smoke_results["four_bit_formats"]["config"]["constant_bits_per_weight"]
     assert bits["NF4"] == 0.5 and abs(bits["NF4 + DQ"] - 0.127) < 0.002   # QLoRA §3: 0.5 -> 0.127 bits
