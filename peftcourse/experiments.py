@@ -1193,6 +1193,7 @@ def plot_summaries(names, ncols=2, height=None):
     for name, ax in zip(names, axes.flat):
         plot_summary(name, ax=ax)
         ax.set_title(f"{name}: {load_result(name)['verdict']}")
+        ax.tick_params(labelbottom=True)   # a shared axis still gets its numbers on every panel (one may be hidden)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     fig.tight_layout()

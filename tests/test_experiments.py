@@ -225,6 +225,8 @@ def test_one_line_and_the_summary_grid_read_the_cached_results():
     shown = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in shown] == [f"{n}: {E.load_result(n)['verdict']}" for n in names]
     assert len(fig.axes) == 4
+    fig.canvas.draw()   # every shown panel keeps its numbers, although the x axis is shared
+    assert all(any(t.get_visible() and t.get_text() for t in ax.get_xticklabels()) for ax in shown)
 
 
 def test_minilm_sbora_has_its_own_rate_family_and_fewer_trainable_weights(smoke_results):
