@@ -481,6 +481,8 @@ def pooled(spec):
 
 
 TOP_LAYER = {"method": "top", "k": 1}   # the last block and the head (pooler + classifier)
+PAPER_LENGTH = {"steps": 192, "eval_every": 64}   # about three epochs (LoRA Appendix D and Houlsby et al. §3.1 train
+                                                  # for several); the full size's 64 steps are about one
 
 
 QV = ["query", "value"]
@@ -497,7 +499,7 @@ minilm_experiment(   # the control of C1: is LoRA's gap at 64 steps a matter of 
     question="Control: with three times the steps (same learning rates), does LoRA close its gap to full fine-tuning?",
     paper="LoRA (Hu et al. 2021) Table 2 and Appendix D: RoBERTa runs train 10-80 epochs; the 64-step run of "
           "lora_vs_full_ft is about one epoch; lecture slide 'LoRA: results'",
-    settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)}, full={"steps": 192, "eval_every": 64},
+    settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)}, full=PAPER_LENGTH,
     lr_from="lora_vs_full_ft",
     compare=[parity("LoRA (q,v) r=8", "full FT", margin=0.02), fraction("LoRA (q,v) r=8", 1.0)])
 
@@ -517,7 +519,7 @@ minilm_experiment(   # both controls of C1 together: the paper's head (pooler tr
     paper="LoRA (Hu et al. 2021) Table 2: RoBERTa-large GLUE average 89.0 (LoRA, 0.8 M) vs 88.9 (full FT, 355 M), "
           "head trained in full, 10-80 epochs (Appendix D); lecture slide 'LoRA: results'",
     settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": pooled(lora(QV, 8))},
-    full={"steps": 192, "eval_every": 64}, lr_from="lora_vs_full_ft",
+    full=PAPER_LENGTH, lr_from="lora_vs_full_ft",
     compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
 
 minilm_experiment(   # the control of C2: the same with the pooler trained
@@ -594,8 +596,7 @@ minilm_experiment(   # the control of C7: the frozen pooler held C1 and C2 back;
     compare=[better("DoRA (q,v) r=1 + pooler", "LoRA (q,v) r=1 + pooler")])
 
 # The paper's setting for C2-C4 and C7, as C1's lora_vs_full_ft_pooler_long found it: the head's dense layer
-# (BERT's pooler) trained, about three epochs (LoRA Appendix D, Houlsby et al. §3.1 train for several epochs).
-PAPER_LENGTH = {"steps": 192, "eval_every": 64}
+# (BERT's pooler) trained, for PAPER_LENGTH.
 
 minilm_experiment(
     "lora_rank_pooler_long", claim="C2",
@@ -709,20 +710,19 @@ def tinygpt_with(spec, seed):
     """A fresh TinyGPT with one method injected (spec: {"method", **its arguments}); SBoRA's columns from `seed`."""
     runtime.seed_everything(seed)   # the adapter's random init (LoRA's A, MoRA's none, SBoRA's columns)
     model, tok = fresh_tinygpt()
-    kwargs = {k: v for k, v in spec.items() if k != "method"}
-    if spec["method"] == "lora_attention":   # LoRA on the lecture's W_q / W_k / W_v / W_o, split out of c_attn
+    method, kwargs = spec["method"], {k: v for k, v in spec.items() if k != "method"}
+    if method == "lora_attention":   # LoRA on the lecture's W_q / W_k / W_v / W_o, split out of c_attn
         inject_gpt2_attention(model, **kwargs)
-    elif spec["method"] == "adapter":        # Houlsby et al. train the LayerNorms with the adapters
+    elif method == "adapter":        # Houlsby et al. train the LayerNorms with the adapters
         add_adapters(model, spec["bottleneck"], modules_to_save=["ln_1", "ln_2", "ln_f"])
-    elif spec["method"] == "top":            # the last k blocks and the final LayerNorm (lm_head is the embedding)
+    elif method == "top":            # the last k blocks and the final LayerNorm (lm_head is the embedding)
         freeze_all_but_top(model, spec["k"], head=("ln_f",))
-    elif spec["method"] == "full":
+    elif method == "full":
         model.requires_grad_(True)
-    if spec["method"] in ("lora_attention", "adapter", "top", "full"):
-        return model, tok
-    if spec["method"] == "sbora":
-        kwargs["generator"] = torch.Generator().manual_seed(seed)
-    inject(model, spec["method"], GPT2_TARGETS, **kwargs)
+    else:                            # every linear layer of the blocks, one injection for every other method
+        if method == "sbora":
+            kwargs["generator"] = torch.Generator().manual_seed(seed)
+        inject(model, method, GPT2_TARGETS, **kwargs)
     return model, tok
 
 
@@ -927,8 +927,7 @@ def lora_targets_tinygpt(config, seed):
 # C4 where the lower layers must change: TinyGPT learning addition (on MiniLM's topic task the last block alone
 # recovers nearly all of full fine-tuning, adapters_vs_top_layer_head_only). Houlsby et al. Fig. 1: adapters beat
 # top-layer tuning even with fewer trained weights; here 2 % against the last block's 17 %.
-HOULSBY_SETTINGS = {"full FT": {"method": "full"}, "adapter b=16": {"method": "adapter", "bottleneck": 16},
-                    "top-layer (last block)": {"method": "top", "k": 1}}
+HOULSBY_SETTINGS = {"full FT": FULL, "adapter b=16": adapter(16), "top-layer (last block)": TOP_LAYER}
 
 
 @experiment(
@@ -1105,6 +1104,11 @@ def results_table(results_dir=RESULTS_DIR):
     return "\n".join(rows)
 
 
+def all_claims():
+    """Every registered claim, C1 first."""
+    return sorted({exp.claim for exp in REGISTRY.values()}, key=lambda c: int(c[1:]))
+
+
 def is_control(name):
     """A control experiment asks why its claim's designed experiment came out as it did (question "Control...")."""
     return get(name).question.startswith("Control")
@@ -1114,8 +1118,7 @@ def claims_table(results_dir=RESULTS_DIR):
     """One row per claim: the verdict of each designed experiment (the first design and, for the MiniLM claims,
     the one in the paper's setting: head trained, three times the steps) and of each control, from the results."""
     rows = ["| claim | designed experiments: verdict | controls: verdict |", "|---|---|---|"]
-    claims = sorted({exp.claim for exp in REGISTRY.values()}, key=lambda c: int(c[1:]))
-    for claim in claims:
+    for claim in all_claims():
         cells = {True: [], False: []}
         for name, exp in REGISTRY.items():
             if exp.claim == claim and os.path.isfile(result_path(name, "full", results_dir)):
@@ -1127,7 +1130,7 @@ def claims_table(results_dir=RESULTS_DIR):
 
 def tally(results_dir=RESULTS_DIR):
     """The README's count: the claims for which at least one designed experiment (not a control) reproduced."""
-    claims = sorted({exp.claim for exp in REGISTRY.values()}, key=lambda c: int(c[1:]))
+    claims = all_claims()
     done = [c for c in claims if any(exp.claim == c and not is_control(name)
                                      and os.path.isfile(result_path(name, "full", results_dir))
                                      and load_result(name, "full", results_dir)["verdict"] == VERDICTS[0]
