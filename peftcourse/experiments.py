@@ -945,40 +945,61 @@ def adapters_vs_top_layer_tinygpt(config, seed):
 
 
 TASK_OPS = {"addition": "+", "subtraction": "-"}
+MERGE_SIZES = {"smoke": {"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1},
+               "class": {"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 40},
+               "full": {"n_train": 2000, "n_test": 200, "steps": 200, "eval_every": 50}}
 
 
-@experiment(
-    "multi_sbora_vs_lora_sum", claim="C10",
-    question="When two tasks' adapters are merged into one model, does Multi-SBoRA (disjoint columns per task) "
-             "interfere less than summing LoRA adapters at an equal budget?",
-    paper="SBoRA (Po et al. 2024) §3.3 (the idea, no measured table): each task updates its own disjoint columns, "
-          "so merged tasks do not overwrite each other; lecture slide 'Multi-SBoRA'",
-    metric="interference: held-out answer-loss increase after merging, mean of the two tasks", higher_is_better=False,
-    sizes={"smoke": {"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1, "lr": 1e-2},
-           "class": {"n_train": 2000, "n_test": 200, "steps": 80, "eval_every": 40, "lr": 1e-2},
-           "full": {"n_train": 2000, "n_test": 200, "steps": 200, "eval_every": 50, "lr": 1e-2}},
-    compare=[better("Multi-SBoRA (merged)", "LoRA adapters summed")])
-def multi_sbora_vs_lora_sum(config, seed):
-    from .sbora import inject_task, merge_tasks, rank_for_budget
-    base, tok = fresh_tinygpt()
-    lora_budget = sum(p.numel() for p in inject(fresh_tinygpt()[0], "lora", GPT2_TARGETS, r=4, alpha=8).parameters()
-                      if p.requires_grad)
-    r_fa = rank_for_budget(base, GPT2_TARGETS, "FA", lora_budget)   # SBoRA-FA with LoRA r=4's weights per task
-    config["ranks"] = {"LoRA": 4, "SBoRA-FA": r_fa}
-    trained, single = {"SBoRA-FA": [], "LoRA": []}, {}
+def sbora_rank_at_lora_budget():
+    """SBoRA-FA's rank with LoRA r=4's number of trainable weights over GPT2_TARGETS (7 for TinyGPT)."""
+    from .sbora import rank_for_budget
+    lora = inject(fresh_tinygpt()[0], "lora", GPT2_TARGETS, r=4, alpha=8)
+    return rank_for_budget(fresh_tinygpt()[0], GPT2_TARGETS, "FA", sum(p.numel() for p in lora.parameters()
+                                                                         if p.requires_grad))
+
+
+def task_feature_regions(config, seed):
+    """Each task's FA regions (sbora.feature_regions), from the input energies of its own training prompts in
+    the pretrained model."""
+    from .sbora import feature_regions, input_energy
+    energies = [input_energy(fresh_tinygpt()[0], arithmetic_split(op, config["n_train"], config["n_test"], seed + i)[0],
+                             GPT2_TARGETS) for i, op in enumerate(TASK_OPS.values())]
+    return feature_regions(energies, config["ranks"]["SBoRA-FA"])
+
+
+def task_model(kind, task, seed, config, regions):
+    """A fresh TinyGPT for task number `task` of TASK_OPS: "LoRA" r=4, or SBoRA-FA at LoRA's budget in the task's
+    disjoint columns: a slice of a seeded permutation ("SBoRA-FA") or the columns its inputs use ("... task features")."""
+    from .sbora import inject_task
+    model = fresh_tinygpt()[0]
+    if kind == "LoRA":
+        return inject(model, "lora", GPT2_TARGETS, r=4, alpha=8)
+    r_fa = config["ranks"]["SBoRA-FA"]
+    return inject_task(model, GPT2_TARGETS, task=task, n_tasks=len(TASK_OPS), r=r_fa, alpha=2 * r_fa, variant="FA",
+                       seed=seed, regions=regions[task] if kind == "SBoRA-FA task features" else None)
+
+
+def merged_tasks(config, seed, kinds):
+    """Train one model per task and kind, merge each kind's task models into one, and measure the interference:
+    the held-out answer-loss increase after merging, per task and mean. kinds: {kind: label of its merged model};
+    config["lr"]: one rate, or one per label. Also each kind's controls (cross-talk, update size)."""
+    from .sbora import merge_tasks
+    base = fresh_tinygpt()[0]
+    config["ranks"] = {"LoRA": 4, "SBoRA-FA": sbora_rank_at_lora_budget()}
+    rates = config["lr"] if isinstance(config["lr"], dict) else dict.fromkeys(kinds.values(), config["lr"])
+    regions = task_feature_regions(config, seed) if "SBoRA-FA task features" in kinds else None
+    trained, single = {kind: [] for kind in kinds}, {}
     tests = {task: arithmetic_split(op, config["n_train"], config["n_test"], seed + i)[1]
              for i, (task, op) in enumerate(TASK_OPS.items())}
     for i, (task, op) in enumerate(TASK_OPS.items()):
         runtime.seed_everything(seed)
-        kinds = {"SBoRA-FA": inject_task(fresh_tinygpt()[0], GPT2_TARGETS, task=i, n_tasks=len(TASK_OPS), r=r_fa,
-                                         alpha=2 * r_fa, variant="FA", seed=seed),
-                 "LoRA": inject(fresh_tinygpt()[0], "lora", GPT2_TARGETS, r=4, alpha=8)}
-        for kind, model in kinds.items():
-            learn_arithmetic(None, config["lr"], seed + i, config, op=op, model=model)
+        built = {kind: task_model(kind, i, seed, config, regions) for kind in kinds}
+        for kind, model in built.items():
+            learn_arithmetic(None, rates[kinds[kind]], seed + i, config, op=op, model=model)
             trained[kind].append(model)
             single[(kind, task)] = data.answer_loss(model, tests[task])
     metric = {}
-    for kind, label in (("SBoRA-FA", "Multi-SBoRA (merged)"), ("LoRA", "LoRA adapters summed")):
+    for kind, label in kinds.items():
         merged = merge_tasks(fresh_tinygpt()[0], trained[kind])
         per_task = {task: data.answer_loss(merged, tests[task]) - single[(kind, task)] for task in TASK_OPS}
         metric[label] = statistics.fmean(per_task.values())
@@ -989,6 +1010,55 @@ def multi_sbora_vs_lora_sum(config, seed):
             cross_talk(base, trained[kind][i], trained[kind][1 - i], tests[task]) for i, task in enumerate(TASK_OPS))
         metric[f"update size: {kind}"] = statistics.fmean(relative_update(model) for model in trained[kind])
     return {"metric": metric}
+
+
+@experiment(
+    "multi_sbora_vs_lora_sum", claim="C10",
+    question="When two tasks' adapters are merged into one model, does Multi-SBoRA (disjoint columns per task) "
+             "interfere less than summing LoRA adapters at an equal budget?",
+    paper="SBoRA (Po et al. 2024) §3.3 (the idea, no measured table): each task updates its own disjoint columns, "
+          "so merged tasks do not overwrite each other; lecture slide 'Multi-SBoRA'",
+    metric="interference: held-out answer-loss increase after merging, mean of the two tasks", higher_is_better=False,
+    sizes={size: {**cfg, "lr": 1e-2} for size, cfg in MERGE_SIZES.items()},
+    compare=[better("Multi-SBoRA (merged)", "LoRA adapters summed")])
+def multi_sbora_vs_lora_sum(config, seed):
+    return merged_tasks(config, seed, {"SBoRA-FA": "Multi-SBoRA (merged)", "LoRA": "LoRA adapters summed"})
+
+
+# C10 with each task's columns where its own inputs are strong and the other task's weak: the lecture's regional
+# update in its brain-like sense (distinct functions in distinct regions). The random disjoint columns above left
+# the cross-talk at 0.99, so random columns run here too, side by side, each kind at its own swept rate.
+TASK_FEATURE_KINDS = {"SBoRA-FA task features": "Multi-SBoRA, task-feature columns (merged)",
+                      "SBoRA-FA": "Multi-SBoRA, random columns (merged)", "LoRA": "LoRA adapters summed"}
+
+
+def merge_prepare(config, size, name):
+    """Each kind's rate from a sweep of its single-task result (addition alone, seed 0), as for every TinyGPT claim."""
+    config["settings"] = {label: {"kind": kind} for kind, label in TASK_FEATURE_KINDS.items()}
+    config["ranks"] = {"LoRA": 4, "SBoRA-FA": sbora_rank_at_lora_budget()}
+    return tiny_sweep(config, name, lambda label, lr: single_task_loss(config, config["settings"][label]["kind"], lr))
+
+
+def single_task_loss(config, kind, lr):
+    """Held-out answer loss of one kind trained on addition alone (seed 0)."""
+    regions = task_feature_regions(config, 0) if kind == "SBoRA-FA task features" else None
+    runtime.seed_everything(0)
+    model = task_model(kind, 0, 0, config, regions)
+    return learn_arithmetic(None, lr, 0, config, model=model)[1]["answer_loss"]
+
+
+@experiment(
+    "multi_sbora_task_features", claim="C10",
+    question="When two tasks' adapters are merged, does Multi-SBoRA with each task's columns where its own inputs are "
+             "strong and the other task's weak interfere less than summed LoRA adapters at an equal budget?",
+    paper="SBoRA (Po et al. 2024) §3.3 and the lecture's summary (the idea, no measured table): each task updates its "
+          "own region, as distinct functions sit in distinct brain regions, so merged tasks interfere less; lecture "
+          "slide 'Summary of SBoRA'",
+    metric="interference: held-out answer-loss increase after merging, mean of the two tasks", higher_is_better=False,
+    sizes={size: {**cfg, **({"lr_sweep": "run"} if size == "full" else {})} for size, cfg in MERGE_SIZES.items()},
+    compare=[better("Multi-SBoRA, task-feature columns (merged)", "LoRA adapters summed")], prepare=merge_prepare)
+def multi_sbora_task_features(config, seed):
+    return merged_tasks(config, seed, TASK_FEATURE_KINDS)
 
 
 def relative_update(model):

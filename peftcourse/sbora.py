@@ -162,23 +162,94 @@ def task_indices(dim, r, task, n_tasks, generator):
     return torch.randperm(dim, generator=generator)[task * r:(task + 1) * r]
 
 
-def inject_task(model, target_modules, task, n_tasks, r, alpha, variant="FA", seed=0, **kwargs):
+def inject_task(model, target_modules, task, n_tasks, r, alpha, variant="FA", seed=0, regions=None, **kwargs):
     """Inject SBoRA for one task of n_tasks: layer by layer, the task's slice of a seeded permutation.
 
     Every task uses the same seed, so each layer draws the same permutation (layers are built in
-    the same order) and the tasks' regions are disjoint.
+    the same order) and the tasks' regions are disjoint. regions: {layer name: r indices} for this
+    task instead (e.g. feature_regions(...)[task]: the features this task uses and the others don't).
     """
     validate.positive_int("n_tasks", n_tasks)
     validate.int_in("task", task, 0, n_tasks - 1)
     validate.int_in("seed", seed, 0, 2**63 - 1)
+    if regions is not None and not isinstance(regions, dict):
+        raise TypeError(f"regions must be a dict {{layer name: indices}} or None, got {type(regions).__name__}")
     check_keywords(SBoRALinear, dict(r=r, alpha=alpha, variant=variant, indices=None, **kwargs))
     generator = torch.Generator().manual_seed(seed)
+    names = {id(m): n for n, m in model.named_modules()}
 
     def build(base):
-        indices = task_indices(base_dim(base, variant), r, task, n_tasks, generator)
+        if regions is None:
+            indices = task_indices(base_dim(base, variant), r, task, n_tasks, generator)
+        elif names[id(base)] in regions:
+            indices = regions[names[id(base)]]
+        else:
+            raise ValueError(f"regions has no indices for {names[id(base)]}: give one set per adapted layer")
         return SBoRALinear(base, r, alpha, variant, indices=indices, **kwargs)
 
     return replace_layers(model, build_layers(model, build, target_modules))
+
+
+@torch.no_grad()
+def input_energy(model, batches, target_modules):
+    """{layer name: each input feature's share of Σ x²} over the real tokens of `batches` ({"input_ids",
+    "attention_mask"}): which features of each layer's input a task uses, in the model as it is."""
+    layers = [(n, m) for n, m in model.named_modules()
+              if n and name_matches(n, target_modules) and isinstance(m, (nn.Linear, conv1d_class()))]
+    if not layers:
+        raise ValueError(f"target_modules={target_modules!r} matches no nn.Linear/Conv1D layer of the model")
+    sums, mask, hooks = {}, {}, []
+
+    def record(name):
+        def hook(_, inputs, __):
+            x = inputs[0][mask["real"]]   # padding positions are not the task's inputs
+            sums[name] = sums.get(name, 0) + x.float().pow(2).sum(0)
+        return hook
+    for name, module in layers:
+        hooks.append(module.register_forward_hook(record(name)))
+    try:
+        for batch in batches:
+            mask["real"] = batch["attention_mask"].bool()
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        for h in hooks:
+            h.remove()
+    if not sums:
+        raise ValueError("batches is empty: give at least one batch of the task's inputs")
+    return {name: s / s.sum() for name, s in sums.items()}
+
+
+def feature_regions(energies, r):
+    """Disjoint FA regions chosen by what each task uses: for every layer, task t ranks the input features
+    by share_t / max(share of the other tasks) and the tasks take turns picking their most specific free one,
+    r each. energies: one input_energy() dict per task. Returns one {layer: indices} per task (inject_task).
+    Disjoint weights are not disjoint functions: the other task's update still sees this task's inputs
+    through its columns, less so when its columns are features this task barely uses."""
+    validate.positive_int("r", r)
+    if not isinstance(energies, (list, tuple)) or len(energies) < 2:
+        raise ValueError("energies must be a list of at least two input_energy() dicts, one per task")
+    layers = list(energies[0])
+    if any(set(e) != set(layers) for e in energies):
+        raise ValueError("every task's energies must cover the same layers (same model, same target_modules)")
+    regions = [{} for _ in energies]
+    for layer in layers:
+        shares = torch.stack([e[layer] for e in energies])   # (tasks, features)
+        if r * len(energies) > shares.shape[1]:
+            raise ValueError(f"{len(energies)} tasks x r={r} do not fit in the {shares.shape[1]} input features "
+                             f"of {layer} disjointly")
+        order = []
+        for t in range(len(energies)):
+            others = torch.cat([shares[:t], shares[t + 1:]]).max(0).values
+            order.append((shares[t] / others.clamp_min(torch.finfo(shares.dtype).tiny)).argsort(descending=True).tolist())
+        taken, picked = set(), [[] for _ in energies]
+        for _ in range(r):
+            for t, ranked in enumerate(order):
+                best = next(i for i in ranked if i not in taken)
+                taken.add(best)
+                picked[t].append(best)
+        for t in range(len(energies)):
+            regions[t][layer] = torch.tensor(picked[t])
+    return regions
 
 
 def base_dim(base, variant):
