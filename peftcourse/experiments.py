@@ -1061,6 +1061,19 @@ def multi_sbora_task_features(config, seed):
     return merged_tasks(config, seed, TASK_FEATURE_KINDS)
 
 
+@experiment(   # the control of C10's task-feature design: each kind's swept rate gives SBoRA-FA 3x LoRA's update size
+    "multi_sbora_task_features_same_lr", claim="C10",
+    question="Control: at one shared rate (3e-3, the summed LoRA adapters' own choice), does Multi-SBoRA with "
+             "task-feature columns interfere less than summed LoRA adapters at an equal budget?",
+    paper="SBoRA (Po et al. 2024) §3.3 and the lecture's summary (the idea, no measured table): each task updates its "
+          "own region, so merged tasks interfere less; lecture slide 'Summary of SBoRA'",
+    metric="interference: held-out answer-loss increase after merging, mean of the two tasks", higher_is_better=False,
+    sizes={size: {**cfg, "lr_fixed": 3e-3} for size, cfg in MERGE_SIZES.items()},
+    compare=[better("Multi-SBoRA, task-feature columns (merged)", "LoRA adapters summed")], prepare=merge_prepare)
+def multi_sbora_task_features_same_lr(config, seed):
+    return merged_tasks(config, seed, TASK_FEATURE_KINDS)
+
+
 def relative_update(model):
     """‖ΔW‖ / ‖W₀‖ (Frobenius), averaged over the adapted layers: how far training moved each weight."""
     from .inject import adapter_layers

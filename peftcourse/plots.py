@@ -243,3 +243,26 @@ def plot_matrices(matrices, ncols=None, cmap="RdBu_r", size=2.6, suptitle=None):
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig, axes
+
+
+def plot_feature_shares(shares, regions, names=("task 1", "task 2"), ax=None, title=None):
+    """One layer's input features, each a dot at (its share of task 1's input energy, of task 2's), log axes;
+    the features each task's region holds (sbora.feature_regions) in that task's colour. Dots on the diagonal
+    are used by both tasks alike: a region there would answer the other task's inputs as strongly as its own."""
+    if len(shares) != 2 or len(regions) != 2 or len(names) != 2:
+        raise ValueError("plot_feature_shares draws two tasks: give two share vectors, two regions and two names")
+    if ax is None:
+        _, ax = new_axes(width=4.6, height=4.2)
+    x, y = (s.detach().float() for s in shares)
+    ax.scatter(x, y, s=10, color=FROZEN, label="other features")
+    for region, name, c in zip(regions, names, ("#0072B2", "#D55E00")):
+        ax.scatter(x[region], y[region], s=28, color=c, label=f"{name}'s region")
+    low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    ax.plot([low, high], [low, high], color="gray", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"share of {names[0]}'s input energy")
+    ax.set_ylabel(f"share of {names[1]}'s input energy")
+    ax.set_title(title or "which features each task uses")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax

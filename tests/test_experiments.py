@@ -276,6 +276,18 @@ def test_tinygpt_experiments_record_what_they_claim(smoke_results):
     assert bits["NF4"] == 0.5 and abs(bits["NF4 + DQ"] - 0.127) < 0.002   # QLoRA §3: 0.5 -> 0.127 bits
 
 
+def test_multi_sbora_task_feature_regions_are_disjoint_at_lora_budget(smoke_results):
+    result = smoke_results["multi_sbora_task_features"]
+    config = result["config"]
+    assert config["ranks"] == {"LoRA": 4, "SBoRA-FA": 7}   # 7 · Σ out = 4 · Σ (in + out) over TinyGPT's layers
+    regions = E.task_feature_regions(config, 0)
+    assert len(regions) == len(E.TASK_OPS) and len(regions[0]) == 4 * 4   # four adapted layers in four blocks
+    for layer, own in regions[0].items():
+        assert len(own) == 7 and not set(own.tolist()) & set(regions[1][layer].tolist())
+    for kind in E.TASK_FEATURE_KINDS:   # every kind's controls are measured beside its interference
+        assert {f"cross-talk: {kind}", f"update size: {kind}"} <= set(result["results"])
+
+
 def test_tiny_sweep_extends_the_grid_while_the_best_rate_is_at_its_edge():
     tried = []
 

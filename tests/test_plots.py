@@ -122,3 +122,16 @@ def test_scatter_labels_of_crowded_points_do_not_overlap():
     for a, b in itertools.combinations(boxes, 2):
         assert min(a.x1, b.x1) - max(a.x0, b.x0) <= 1 or min(a.y1, b.y1) - max(a.y0, b.y0) <= 1
     plt.close(ax.figure)
+
+
+def test_plot_feature_shares_marks_each_tasks_region_in_its_own_colour():
+    import torch
+    shares = [torch.tensor([0.4, 0.3, 0.1, 0.1, 0.1]), torch.tensor([0.05, 0.05, 0.3, 0.3, 0.3])]
+    ax = plots.plot_feature_shares(shares, [torch.tensor([0, 1]), torch.tensor([2, 3])], names=("add", "sub"))
+    points = [c.get_offsets() for c in ax.collections]
+    assert [len(p) for p in points] == [5, 2, 2]                      # every feature, then each region's
+    np.testing.assert_allclose(points[2], [[0.1, 0.3], [0.1, 0.3]])   # sub's region: features 2 and 3
+    assert ax.get_xscale() == "log" and "add's region" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close("all")
+    with pytest.raises(ValueError, match="two tasks"):
+        plots.plot_feature_shares(shares[:1], [torch.tensor([0])])

@@ -165,6 +165,51 @@ def test_merge_tasks_refuses_overlapping_regions():
         merge_tasks(copy.deepcopy(base), [a, b])
 
 
+def test_input_energy_is_each_features_share_over_the_real_tokens_only():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    model.forward = lambda input_ids, attention_mask: model[0](input_ids)   # "tokens" are feature vectors here
+    x = torch.tensor([[[1.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 100.0]]])     # the second position is padding
+    shares = sbora.input_energy(model, [{"input_ids": x, "attention_mask": torch.tensor([[1, 0]])}], ["0"])
+    torch.testing.assert_close(shares["0"], torch.tensor([0.2, 0.8, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="empty"):
+        sbora.input_energy(model, [], ["0"])
+    with pytest.raises(ValueError, match="matches no"):
+        sbora.input_energy(model, [], ["nope"])
+
+
+def test_feature_regions_give_each_task_the_features_only_it_uses_disjointly():
+    # task 0 uses features 0-3 (and a little of 4), task 1 features 4-7; feature 8 both, 9 neither
+    use = [torch.tensor([4, 4, 4, 4, 1, 0, 0, 0, 5, 0.0]), torch.tensor([0, 0, 0, 0, 4, 4, 4, 4, 5, 0.0])]
+    energies = [{"layer": u / u.sum()} for u in use]
+    regions = sbora.feature_regions(energies, r=4)
+    assert sorted(regions[0]["layer"].tolist()) == [0, 1, 2, 3]
+    assert sorted(regions[1]["layer"].tolist()) == [4, 5, 6, 7]
+    three = sbora.feature_regions(energies + [{"layer": torch.full((10,), 0.1)}], r=3)   # a third task: still disjoint
+    picked = torch.cat([t["layer"] for t in three])
+    assert picked.unique().numel() == 9
+    with pytest.raises(ValueError, match="disjointly"):
+        sbora.feature_regions(energies, r=6)
+    with pytest.raises(ValueError, match="same layers"):
+        sbora.feature_regions([energies[0], {"other": energies[1]["layer"]}], r=2)
+    with pytest.raises(ValueError, match="at least two"):
+        sbora.feature_regions(energies[:1], r=2)
+
+
+def test_inject_task_puts_each_layer_in_the_given_region():
+    base = tiny_gpt2()
+    names = [n for n, _ in base.named_modules() if n.endswith("c_fc")]
+    regions = {n: torch.arange(3) + 5 * i for i, n in enumerate(names)}
+    m = inject_task(copy.deepcopy(base), ["c_fc"], task=0, n_tasks=2, r=3, alpha=6, regions=regions)
+    assert {n: layer.indices.tolist() for n, layer in adapter_layers(m)} == {n: r.tolist() for n, r in regions.items()}
+    untouched = copy.deepcopy(base)
+    with pytest.raises(ValueError, match="no indices for"):
+        inject_task(untouched, ["c_fc"], task=0, n_tasks=2, r=3, alpha=6, regions={names[0]: regions[names[0]]})
+    assert not adapter_layers(untouched)                # checked before anything was replaced
+    with pytest.raises(TypeError, match="regions"):
+        inject_task(copy.deepcopy(base), ["c_fc"], task=0, n_tasks=2, r=3, alpha=6, regions=[1, 2, 3])
+
+
 def test_multi_sbora_matches_running_all_task_adapters():
     """A merged model computes W0 x + Σ_t ΔW_t x: check on one layer against the layers' own forwards."""
     torch.manual_seed(0)
