@@ -1271,11 +1271,11 @@ def one_line(result):
     return f"{result['name']} ({steps}{len(result['seeds'])} seeds): {cells} → {result['verdict']}"
 
 
-def plot_summaries(names, ncols=2, height=None):
+def plot_summaries(names, ncols=2, height=None, width=None):
     """plot_summary of several cached results on a grid, each titled with its name and verdict."""
     from . import plots
     nrows = -(-len(names) // ncols)
-    fig, axes = plots.new_axes(ncols, nrows, height=height, sharex=True, squeeze=False)
+    fig, axes = plots.new_axes(ncols, nrows, width=width, height=height, sharex=True, squeeze=False)
     for name, ax in zip(names, axes.flat):
         plot_summary(name, ax=ax)
         ax.set_title(f"{name}: {load_result(name)['verdict']}")
