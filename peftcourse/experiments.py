@@ -985,7 +985,8 @@ def merged_tasks(config, seed, kinds):
     config["lr"]: one rate, or one per label. Also each kind's controls (cross-talk, update size)."""
     from .sbora import merge_tasks
     base = fresh_tinygpt()[0]
-    config["ranks"] = {"LoRA": 4, "SBoRA-FA": sbora_rank_at_lora_budget()}
+    if "ranks" not in config:   # merge_prepare (or the cached config of a rerun) has them already
+        config["ranks"] = {"LoRA": 4, "SBoRA-FA": sbora_rank_at_lora_budget()}
     rates = config["lr"] if isinstance(config["lr"], dict) else dict.fromkeys(kinds.values(), config["lr"])
     regions = task_feature_regions(config, seed) if "SBoRA-FA task features" in kinds else None
     trained, single = {kind: [] for kind in kinds}, {}
