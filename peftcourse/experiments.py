@@ -841,11 +841,17 @@ def learn_arithmetic(spec, lr, seed, cfg, op="+", model=None):
     batches, test = arithmetic_split(op, cfg["n_train"], cfg["n_test"], seed)
     history = train(model, batches, steps=cfg["steps"], lr=lr, seed=seed, progress=False,
                     eval_fn=lambda m: {"answer_loss": data.answer_loss(m, test)}, eval_every=cfg["eval_every"])
-    steps, losses = history.metric("answer_loss")
-    every = max(1, cfg["steps"] // 20)
-    return model, {"answer_loss": losses[-1], "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                   "curve": {"eval_steps": steps, "answer_loss": losses, "loss_steps": history.steps[every - 1::every],
-                             "loss": history.smoothed_losses(every)[every - 1::every]}}
+    return model, run_record(model, history, "answer_loss", cfg["steps"])
+
+
+def run_record(model, history, metric, steps):
+    """One training run as an experiment stores it: the last value of `metric`, the trainable weights, and the
+    curves (the eval metric, and the training loss smoothed over 20 points)."""
+    eval_steps, values = history.metric(metric)
+    every = max(1, steps // 20)
+    return {metric: values[-1], "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "curve": {"eval_steps": eval_steps, metric: values, "loss_steps": history.steps[every - 1::every],
+                      "loss": history.smoothed_losses(every)[every - 1::every]}}
 
 
 def touched_columns(model):
@@ -876,18 +882,20 @@ def sbora_prepare(config, size, name):
     sizes=with_settings(SBORA_SETTINGS, **SBORA_SIZES),
     compare=[parity("SBoRA-FA r=4", "LoRA r=4", margin=0.1)], prepare=sbora_prepare)
 def sbora_vs_lora(config, seed):
-    runs, measured = arithmetic_runs(config, seed)
+    runs, measured = tinygpt_runs(config, seed)
     config["touched_columns"] = {s: touched_columns(m) for s, (m, _) in runs.items()}
     return measured
 
 
-def arithmetic_runs(config, seed):
-    """Every setting of an addition experiment for one seed: ({setting: (model, run)}, {"metric", "curves"})."""
-    runs = {s: learn_arithmetic(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
+def tinygpt_runs(config, seed, run_one=None, metric="answer_loss"):
+    """Every setting of a TinyGPT experiment for one seed (run_one: learn_arithmetic unless given):
+    ({setting: (model, run)}, {"metric", "curves"})."""
+    run_one = run_one or learn_arithmetic
+    runs = {s: run_one(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
     config["trainable"] = {s: r["trainable"] for s, (_, r) in runs.items()}
     config["trainable_percent"] = {s: round(100 * r["trainable"] / sum(p.numel() for p in m.parameters()), 4)
                                    for s, (m, r) in runs.items()}
-    return runs, {"metric": {s: r["answer_loss"] for s, (_, r) in runs.items()},
+    return runs, {"metric": {s: r[metric] for s, (_, r) in runs.items()},
                   "curves": {s: r["curve"] for s, (_, r) in runs.items()}}
 
 
@@ -921,7 +929,7 @@ TARGET_SETTINGS = {"LoRA (q) r=8": {"method": "lora_attention", "weights": ["q"]
     sizes=with_settings(TARGET_SETTINGS, **SBORA_SIZES),
     compare=[better("LoRA (q,v) r=4", "LoRA (q) r=8")], prepare=sbora_prepare)
 def lora_targets_tinygpt(config, seed):
-    return arithmetic_runs(config, seed)[1]
+    return tinygpt_runs(config, seed)[1]
 
 
 # C4 where the lower layers must change: TinyGPT learning addition (on MiniLM's topic task the last block alone
@@ -941,7 +949,67 @@ HOULSBY_SETTINGS = {"full FT": FULL, "adapter b=16": adapter(16), "top-layer (la
     compare=[parity("adapter b=16", "full FT", margin=0.1), better("adapter b=16", "top-layer (last block)"),
              fraction("adapter b=16", 5.0)], prepare=sbora_prepare)
 def adapters_vs_top_layer_tinygpt(config, seed):
-    return arithmetic_runs(config, seed)[1]
+    return tinygpt_runs(config, seed)[1]
+
+
+# C7 on the kind of task DoRA's paper tunes for (a causal LM adapting to text it did not see in pretraining):
+# TinyGPT, pretrained on Python documentation, learns legal English (GNU licenses) and is tested on the GPL-3.
+DOMAIN_BLOCK = 64   # tokens per training block and per perplexity window (notebook 08's setting)
+DORA_SETTINGS = {f"{name} r={r}": {"method": name.lower(), "r": r, "alpha": 2 * r}
+                 for r in (1, 8) for name in ("LoRA", "DoRA")}
+DOMAIN_SIZES = {"smoke": {"steps": 2, "eval_every": 1, "test_chars": 1500},
+                "class_": {"steps": 80, "eval_every": 40},
+                "full": {"steps": 240, "eval_every": 40}}   # about 2.6 epochs of the 23k training tokens
+
+
+def adapt_to_domain(spec, lr, seed, cfg, validation=False):
+    """Fine-tune TinyGPT on the training licenses (data.domain_text); held-out perplexity and curves.
+
+    validation=True is the rate sweep's run: it trains without the last training license (LGPL-3) and scores
+    on that one, so no rate is ever chosen on the test text (the GPL-3)."""
+    train_docs, test_docs = data.domain_text()
+    if validation:
+        train_docs, test_docs = train_docs[:-1], train_docs[-1:]
+    if cfg.get("test_chars"):   # smoke size: the opening of the test text keeps each evaluation short
+        test_docs = [doc[:cfg["test_chars"]] for doc in test_docs]
+    model, tok = tinygpt_with(spec, seed)
+    batches = data.lm_data(tok, train_docs, block_size=DOMAIN_BLOCK, batch_size=4, seed=seed)
+    history = train(model, batches, steps=cfg["steps"], lr=lr, seed=seed, progress=False,
+                    eval_fn=lambda m: {"perplexity": data.perplexity(m, tok, test_docs, block_size=DOMAIN_BLOCK)},
+                    eval_every=cfg["eval_every"])
+    return model, run_record(model, history, "perplexity", cfg["steps"])
+
+
+def domain_prepare(config, size, name):
+    return tiny_sweep(config, name, lambda s, lr: adapt_to_domain(config["settings"][s], lr, 0, config,
+                                                                  validation=True)[1]["perplexity"])
+
+
+@experiment(
+    "dora_vs_lora_tinygpt", claim="C7",
+    question="On a causal LM adapting to a new domain (TinyGPT learning legal English), is DoRA at least as good as "
+             "LoRA at the same rank, with the largest gain at a low rank?",
+    paper="DoRA (Liu et al. 2024) Table 1 and Fig. 5: commonsense reasoning, LLaMA-7B, DoRA above LoRA at every rank, "
+          "most at r = 4 (+22.4 points) vs r = 32 (+3.7); lecture slide 'DoRA: results'",
+    metric="test perplexity on the GPL-3 (held out)", higher_is_better=False,
+    sizes=with_settings(DORA_SETTINGS, **DOMAIN_SIZES),
+    compare=[better("DoRA r=1", "LoRA r=1"), parity("DoRA r=8", "LoRA r=8", margin=5.0)], prepare=domain_prepare)
+def dora_vs_lora_tinygpt(config, seed):
+    return tinygpt_runs(config, seed, adapt_to_domain, "perplexity")[1]
+
+
+@experiment(   # the control of C7 on TinyGPT: DoRA's magnitude vector adds one weight per output row
+    "dora_vs_lora_tinygpt_budget", claim="C7",
+    question="Control: is DoRA's gain at r = 1 more than its extra weights (the magnitude vector)? DoRA r = 1 against "
+             "LoRA r = 2, which trains more weights.",
+    paper="DoRA (Liu et al. 2024) §5: DoRA adds only the magnitude vector to LoRA's weights (+0.01 % of LLaMA-7B); "
+          "lecture slide 'DoRA: results'",
+    metric="test perplexity on the GPL-3 (held out)", higher_is_better=False,
+    sizes=with_settings({"DoRA r=1": DORA_SETTINGS["DoRA r=1"], "LoRA r=2": {"method": "lora", "r": 2, "alpha": 4}},
+                        **DOMAIN_SIZES, lr_from="dora_vs_lora_tinygpt"),
+    compare=[better("DoRA r=1", "LoRA r=2")], prepare=domain_prepare)
+def dora_vs_lora_tinygpt_budget(config, seed):
+    return dora_vs_lora_tinygpt(config, seed)
 
 
 TASK_OPS = {"addition": "+", "subtraction": "-"}
