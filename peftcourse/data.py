@@ -276,6 +276,33 @@ def doc_topics(n_train=None, n_test=400, seed=0):
     return train, test
 
 
+WORD_ORDER_LABELS = ["as written", "two neighbouring words swapped"]
+
+
+def word_order(examples, seed=0, window=10):
+    """A CoLA-like acceptability task made from any sentences ({"text", ...}, e.g. doc_topics'): each sentence
+    comes either as written (label 0) or with one pair of neighbouring, different words among its first `window`
+    swapped (label 1), half and half at random (seeded). Whitespace is normalised in both classes alike, so only
+    the word order tells them apart. Sentences of fewer than 4 words are left out. Returns [{"text", "label"}]."""
+    check_examples(examples, ("text",))
+    validate.int_in("seed", seed, 0, 2**63 - 1)
+    validate.positive_int("window", window)
+    rng, out = random.Random(seed), []
+    for ex in examples:
+        words = ex["text"].split()
+        pairs = [i for i in range(min(len(words) - 1, window)) if words[i] != words[i + 1]]
+        if len(words) < 4 or not pairs:
+            continue
+        swap = rng.random() < 0.5
+        if swap:
+            i = rng.choice(pairs)
+            words[i], words[i + 1] = words[i + 1], words[i]
+        out.append({"text": " ".join(words), "label": int(swap)})
+    if not out:
+        raise ValueError("no sentence has 4 or more words: word_order needs sentences to swap words in")
+    return out
+
+
 def classification_batches(tokenizer, examples, batch_size=32, seed=0, shuffle=True, max_length=64):
     """A DataLoader of tokenized {"input_ids", "attention_mask", ..., "labels"} dicts."""
     validate.positive_int("batch_size", batch_size)

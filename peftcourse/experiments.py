@@ -345,10 +345,19 @@ def minilm_sizes(full=None, **extra):
 
 
 def minilm_splits(cfg):
-    """(train, val, test) from doc_topics' seeded split; test sorted by length (less padding, same accuracy)."""
+    """(train, val, test) from doc_topics' seeded split; test sorted by length (less padding, same accuracy).
+    cfg["task"] == "word_order": the same sentences as data.word_order's acceptability task (labels: as written
+    or two neighbouring words swapped), each split with its own fixed seed."""
     train_all, test = data.doc_topics(n_train=cfg["n_train"] + cfg["n_val"], n_test=cfg["n_test"], seed=0)
-    val = sorted(train_all[cfg["n_train"]:], key=lambda ex: len(ex["text"]))
-    return train_all[:cfg["n_train"]], val, sorted(test, key=lambda ex: len(ex["text"]))
+    parts = train_all[:cfg["n_train"]], train_all[cfg["n_train"]:], test
+    if cfg.get("task") == "word_order":
+        parts = [data.word_order(part, seed=i) for i, part in enumerate(parts)]
+    train_set, val, test = parts
+    return train_set, sorted(val, key=lambda ex: len(ex["text"])), sorted(test, key=lambda ex: len(ex["text"]))
+
+
+def minilm_labels(cfg):
+    return data.WORD_ORDER_LABELS if cfg.get("task") == "word_order" else data.TOPIC_LABELS
 
 
 def build(model, spec):
@@ -378,8 +387,8 @@ def finetune(spec, lr, seed, cfg):
     """One MiniLM fine-tuning run (the course's one loop, peftcourse.train.train): val/test accuracy and curves.
     Cached per process (and in RUN_CACHE_FILE when set), since experiments share settings (full FT, LoRA r=8);
     cfg["_runs"] collects the seconds of every run an experiment used."""
-    keys = ("n_train", "n_val", "n_test", "steps", "batch_size", "max_length", "eval_every")
-    key = json.dumps([spec, lr, seed, {k: cfg[k] for k in keys}, HEAD_LR], sort_keys=True)
+    keys = ("n_train", "n_val", "n_test", "steps", "batch_size", "max_length", "eval_every", "task")
+    key = json.dumps([spec, lr, seed, {k: cfg[k] for k in keys if k in cfg}, HEAD_LR], sort_keys=True)
     if key not in RUN_CACHE:
         RUN_CACHE[key] = _finetune(spec, lr, seed, cfg)
         if RUN_CACHE_FILE:
@@ -403,7 +412,7 @@ def _finetune(spec, lr, seed, cfg):
     start = time.perf_counter()
     train_set, val, test = minilm_splits(cfg)
     runtime.seed_everything(seed)   # the head's and the adapter's random init, then the data order, all from `seed`
-    model, tok = models.load_minilm(num_labels=len(data.TOPIC_LABELS), seed=seed)
+    model, tok = models.load_minilm(num_labels=len(minilm_labels(cfg)), seed=seed)
     build(model, spec)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -456,10 +465,11 @@ def run_minilm(config, seed):
             "curves": {s: r["curve"] for s, r in runs.items()}}
 
 
-def minilm_experiment(name, settings, full=None, lr_from=None, **kw):
+def minilm_experiment(name, settings, full=None, lr_from=None, task=None, **kw):
     """Register a MiniLM experiment: the same runner (run_minilm) with its own settings and comparisons.
-    full: overrides of the full size (a longer control run); lr_from: reuse that experiment's chosen rates."""
-    extra = {"settings": settings, **({"lr_from": lr_from} if lr_from else {})}
+    full: overrides of the full size (a longer control run); lr_from: reuse that experiment's chosen rates;
+    task: config keys of another task on the same sentences (WORD_ORDER), for every size."""
+    extra = {"settings": settings, **({"lr_from": lr_from} if lr_from else {}), **(task or {})}
     experiment(name, sizes=minilm_sizes(full, **extra), prepare=minilm_prepare, metric="test accuracy",
                higher_is_better=True, **kw)(run_minilm)
 
@@ -655,6 +665,23 @@ minilm_experiment(   # the control of C4's designs: how much is already in the f
               "head only (pooler + classifier)": {"method": "top", "k": 0}},
     full=PAPER_LENGTH, lr_from="adapters_vs_top_layer",
     compare=[parity("head only (pooler + classifier)", "full FT", margin=0.02)])
+
+# C4 where the frozen encoder's top features do not answer the task: is a sentence as written, or are two
+# neighbouring words swapped (CoLA-like; GLUE's CoLA is one of Houlsby's tasks)? Word order is what a sentence
+# encoder's top layers are trained to ignore. 32 tokens, so that the swapped pair (among the first 10 words) is kept.
+WORD_ORDER = {"task": "word_order", "max_length": 32}
+minilm_experiment(
+    "adapters_vs_top_layer_word_order", claim="C4",
+    question="On a task the encoder's top features do not answer (is the sentence as written, or are two neighbouring "
+             "words swapped?), in the paper's setting (pooler trained, 192 steps), do adapters match full fine-tuning "
+             "with a few % of the weights, and beat tuning only the top layer?",
+    paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE (CoLA, grammatical acceptability, among its tasks) "
+          "80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); top-layer tuning falls behind adapters, even with more "
+          "trained parameters; lecture slide 'Adapters'",
+    settings={"full FT": FULL, "adapter b=64 + pooler": pooled(adapter(64)), "top-layer (last block + head)": TOP_LAYER},
+    full=PAPER_LENGTH, task=WORD_ORDER,
+    compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02),
+             better("adapter b=64 + pooler", "top-layer (last block + head)"), fraction("adapter b=64 + pooler", 5.0)])
 
 minilm_experiment(
     "dora_vs_lora_pooler_long", claim="C7",
