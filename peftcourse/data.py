@@ -281,9 +281,10 @@ WORD_ORDER_LABELS = ["as written", "two neighbouring words swapped"]
 
 def word_order(examples, seed=0, window=10):
     """A CoLA-like acceptability task made from any sentences ({"text", ...}, e.g. doc_topics'): each sentence
-    comes either as written (label 0) or with one pair of neighbouring, different words among its first `window`
-    swapped (label 1), half and half at random (seeded). Whitespace is normalised in both classes alike, so only
-    the word order tells them apart. Sentences of fewer than 4 words are left out. Returns [{"text", "label"}]."""
+    comes either as written (label 0) or with one pair of neighbouring, different words swapped (label 1), the
+    pair's first word among the sentence's first `window`; half and half at random (seeded). Whitespace is
+    normalised in both classes alike, so only the word order tells them apart. Sentences of fewer than 4 words
+    are left out. Returns [{"text", "label"}]."""
     check_examples(examples, ("text",))
     validate.int_in("seed", seed, 0, 2**63 - 1)
     validate.positive_int("window", window)

@@ -668,7 +668,7 @@ minilm_experiment(   # the control of C4's designs: how much is already in the f
 
 # C4 where the frozen encoder's top features do not answer the task: is a sentence as written, or are two
 # neighbouring words swapped (CoLA-like; GLUE's CoLA is one of Houlsby's tasks)? Word order is what a sentence
-# encoder's top layers are trained to ignore. 32 tokens, so that the swapped pair (among the first 10 words) is kept.
+# encoder's top layers are trained to ignore. 32 tokens, so that the swapped pair (it starts among the first 10 words) is kept.
 WORD_ORDER = {"task": "word_order", "max_length": 32}
 minilm_experiment(
     "adapters_vs_top_layer_word_order", claim="C4",

@@ -156,6 +156,35 @@ def test_doc_topics_split():
         data.doc_topics(n_train=1300, n_test=400)
 
 
+def test_word_order_swaps_one_neighbouring_pair_in_half_the_sentences():
+    sentences, _ = data.doc_topics(n_test=400, seed=0)
+    task = data.word_order(sentences, seed=3)
+    assert task == data.word_order(sentences, seed=3) and task != data.word_order(sentences, seed=4)
+    kept = [ex for ex in sentences if len(ex["text"].split()) >= 4]
+    assert len(task) == len(kept)
+    assert 0.45 < sum(ex["label"] for ex in task) / len(task) < 0.55
+    for ex, made in zip(kept, task):
+        original, words = ex["text"].split(), made["text"].split()
+        assert made["text"] == " ".join(words)   # whitespace normalised in both classes
+        moved = [i for i, (a, b) in enumerate(zip(original, words)) if a != b]
+        if made["label"] == 0:
+            assert moved == []
+        else:   # exactly one pair of neighbours trades places, the first of them among the first 10 words
+            assert len(moved) == 2 and moved[1] == moved[0] + 1 and moved[0] < 10
+            assert words[moved[0]] == original[moved[1]] and words[moved[1]] == original[moved[0]]
+
+
+def test_word_order_bad_input_fails():
+    with pytest.raises(ValueError, match="non-empty list"):
+        data.word_order([])
+    with pytest.raises(ValueError, match="keys"):
+        data.word_order([{"label": 0}])
+    with pytest.raises(ValueError, match="4 or more words"):
+        data.word_order([{"text": "too short"}, {"text": "same same same same"}])
+    with pytest.raises(ValueError, match="window"):
+        data.word_order([{"text": "one two three four"}], window=0)
+
+
 def test_domain_text_and_perplexity(tiny, tok):
     train, test = data.domain_text()
     assert len(train) == 4 and len(test) == 1 and "GNU" in test[0]
