@@ -132,17 +132,22 @@ def test_committed_result_validates(path):
         assert "lr_sweep" not in full
     elif not isinstance(config["lr"], dict):   # one fixed rate for every setting
         assert config["lr"] == full["lr"] and math.isfinite(config["lr"])
-    elif "lr_fixed" in config:   # a control at one shared, registered rate
+    elif not isinstance(config.get("lr_fixed", {}), dict):   # a TinyGPT control at one shared, registered rate
         assert config["lr_fixed"] == full["lr_fixed"] and set(config["lr"].values()) == {full["lr_fixed"]}
     elif set(config["lr"]) == set(config.get("settings", {})):   # TinyGPT: a rate per setting
         reused = E.load_result(config["lr_from"])["config"]["lr"] if config.get("lr_from") else {}
         for setting, lr in config["lr"].items():   # a control's reused rate, else its sweep's best (lowest) score
             assert lr == reused[setting] if setting in reused else (
                 config["lr_sweep"][setting][f"{lr:g}"] == min(config["lr_sweep"][setting].values()))
-    else:   # MiniLM: a family's rate is the one lr_from's sweep chose, else its own sweep's best on validation
+    else:   # MiniLM: a family's rate is the registered one (lr_fixed), else the one lr_from's sweep chose, else its
+        # own sweep's best on validation
         source = E.load_result(config["lr_from"])["config"]["lr"] if config.get("lr_from") else {}
+        fixed = config.get("lr_fixed", {})
+        assert fixed == full.get("lr_fixed", {})
         for fam, lr in config["lr"].items():
-            if fam in source:
+            if fam in fixed:
+                assert lr == fixed[fam]
+            elif fam in source:
                 assert lr == source[fam]
             else:
                 sweep = config["lr_sweep"][fam]["val_accuracy"]
@@ -316,3 +321,20 @@ def test_the_command_line_caps_kernels_only_on_x86_and_only_once():
     assert not E.needs_portable_kernels(environ={"PEFTCOURSE_NATIVE_KERNELS": "1"}, machine="x86_64")   # opt-out
     partly = {**capped, "MKL_ENABLE_INSTRUCTIONS": "AVX512"}
     assert E.needs_portable_kernels(environ=partly, machine="AMD64")              # every library capped, not some
+
+
+def test_minilm_prepare_sweeps_only_the_families_without_a_fixed_rate(monkeypatch):
+    swept = []
+
+    def fake_finetune(spec, lr, seed, cfg):
+        swept.append((E.FAMILY[spec["method"]], lr))
+        return {"val": lr}   # the largest rate scores best
+    monkeypatch.setattr(E, "finetune", fake_finetune)
+    settings = {"full FT": E.FULL, "adapter b=4": E.adapter(4)}
+    config = E.minilm_prepare({"settings": settings, "lr_fixed": {"full FT": 5e-5}}, "full", "unused")
+    assert config["lr"] == {"full FT": 5e-5, "adapter": max(E.LR_SWEEP["adapter"])}
+    assert {fam for fam, _ in swept} == {"adapter"}                 # the fixed family is never swept
+    assert list(config["lr_sweep"]) == ["adapter"]
+    swept.clear()
+    class_size = E.minilm_prepare({"settings": settings, "lr_fixed": {"full FT": 5e-5}}, "class", "unused")
+    assert class_size["lr"]["full FT"] == 5e-5 and not swept      # smaller sizes take the fixed rate too
