@@ -495,6 +495,11 @@ def pooled(spec):
 
 
 TOP_LAYER = {"method": "top", "k": 1}   # the last block and the head (pooler + classifier)
+POOLED_ADAPTER, TOP_LAYER_LABEL = "adapter b=64 + pooler", "top-layer (last block + head)"
+# C4 with the pooler trained (top-layer tuning trains it too)
+HOULSBY_POOLED = {"full FT": FULL, POOLED_ADAPTER: pooled(adapter(64)), TOP_LAYER_LABEL: TOP_LAYER}
+HOULSBY_COMPARE = [parity(POOLED_ADAPTER, "full FT", margin=0.02), better(POOLED_ADAPTER, TOP_LAYER_LABEL),
+                   fraction(POOLED_ADAPTER, 5.0)]   # Houlsby's claim: near full FT, ahead of top-layer, a few %
 PAPER_LENGTH = {"steps": 192, "eval_every": 64}   # about three epochs (LoRA Appendix D and Houlsby et al. §3.1 train
                                                   # for several); the full size's 64 steps are about one
 
@@ -586,10 +591,7 @@ minilm_experiment(   # the control of C4: adapters also train the pooler, as top
              "match full fine-tuning and beat top-layer tuning?",
     paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); "
           "top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
-    settings={"full FT": FULL, "adapter b=64 + pooler": pooled(adapter(64)),
-              "top-layer (last block + head)": TOP_LAYER}, lr_from="adapters_vs_top_layer",
-    compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02),
-             better("adapter b=64 + pooler", "top-layer (last block + head)"), fraction("adapter b=64 + pooler", 5.0)])
+    settings=HOULSBY_POOLED, lr_from="adapters_vs_top_layer", compare=HOULSBY_COMPARE)
 
 minilm_experiment(
     "dora_vs_lora", claim="C7",
@@ -640,11 +642,7 @@ minilm_experiment(
              "full fine-tuning with a few % of the weights, and beat tuning only the top layer?",
     paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT), "
           "3-20 epochs; top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
-    settings={"full FT": FULL, "adapter b=64 + pooler": pooled(adapter(64)),
-              "top-layer (last block + head)": TOP_LAYER},
-    full=PAPER_LENGTH, lr_from="adapters_vs_top_layer",
-    compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02),
-             better("adapter b=64 + pooler", "top-layer (last block + head)"), fraction("adapter b=64 + pooler", 5.0)])
+    settings=HOULSBY_POOLED, full=PAPER_LENGTH, lr_from="adapters_vs_top_layer", compare=HOULSBY_COMPARE)
 
 minilm_experiment(   # top-layer tuning above trains 8.5 % of the weights, the adapters 3.2 %: Houlsby's Fig. 1
     "adapters_vs_top_layer_equal_budget", claim="C4",   # compares them at the same budget, so give both 8.5 %
@@ -671,8 +669,8 @@ minilm_experiment(   # the control of C4's designs: how much is already in the f
     compare=[parity("head only (pooler + classifier)", "full FT", margin=0.02)])
 
 # C4 where the frozen encoder's top features do not answer the task: is a sentence as written, or are two
-# neighbouring words swapped (CoLA-like; GLUE's CoLA is one of Houlsby's tasks)? Word order is what a sentence
-# encoder's top layers are trained to ignore. 32 tokens, so that the swapped pair (it starts among the first 10 words) is kept.
+# neighbouring words swapped (CoLA-like; GLUE's CoLA is one of Houlsby's tasks)? 32 tokens, so that the swapped
+# pair (it starts among the first 10 words) is kept.
 WORD_ORDER = {"task": "word_order", "max_length": 32}
 minilm_experiment(   # registered as a design; its full FT collapsed to the majority class on 4 of 5 seeds at the
     # swept rate (3e-4), so its parity is with a broken baseline: it counts as a control of what top-layer tuning misses
@@ -683,10 +681,7 @@ minilm_experiment(   # registered as a design; its full FT collapsed to the majo
     paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE (CoLA, grammatical acceptability, among its tasks) "
           "80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); top-layer tuning falls behind adapters, even with more "
           "trained parameters; lecture slide 'Adapters'",
-    settings={"full FT": FULL, "adapter b=64 + pooler": pooled(adapter(64)), "top-layer (last block + head)": TOP_LAYER},
-    full=PAPER_LENGTH, task=WORD_ORDER,
-    compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02),
-             better("adapter b=64 + pooler", "top-layer (last block + head)"), fraction("adapter b=64 + pooler", 5.0)])
+    settings=HOULSBY_POOLED, full=PAPER_LENGTH, task=WORD_ORDER, compare=HOULSBY_COMPARE)
 
 minilm_experiment(   # the control of the word-order runs: full FT at its sweep's next rate, which kept learning there
     "adapters_vs_top_layer_word_order_low_lr", claim="C4",
@@ -888,7 +883,7 @@ def learn_arithmetic(spec, lr, seed, cfg, op="+", model=None):
 
 def run_record(model, history, metric, steps):
     """One training run as an experiment stores it: the last value of `metric`, the trainable weights, and the
-    curves (the eval metric, and the training loss smoothed over 20 points)."""
+    curves (the eval metric, and the training loss as a running mean read at 20 points)."""
     eval_steps, values = history.metric(metric)
     every = max(1, steps // 20)
     return {metric: values[-1], "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -929,10 +924,8 @@ def sbora_vs_lora(config, seed):
     return measured
 
 
-def tinygpt_runs(config, seed, run_one=None, metric="answer_loss"):
-    """Every setting of a TinyGPT experiment for one seed (run_one: learn_arithmetic unless given):
-    ({setting: (model, run)}, {"metric", "curves"})."""
-    run_one = run_one or learn_arithmetic
+def tinygpt_runs(config, seed, run_one=learn_arithmetic, metric="answer_loss"):
+    """Every setting of a TinyGPT experiment for one seed: ({setting: (model, run)}, {"metric", "curves"})."""
     runs = {s: run_one(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
     config["trainable"] = {s: r["trainable"] for s, (_, r) in runs.items()}
     config["trainable_percent"] = {s: round(100 * r["trainable"] / sum(p.numel() for p in m.parameters()), 4)
