@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate
-from .base import AdapterLayer, linear_dims
+from .base import AdapterLayer, build_layers, linear_dims, replace_layers
 
 
 def check_lora_args(r, alpha, dropout, rslora, in_features, out_features):
@@ -192,7 +192,6 @@ def inject_gpt2_attention(model, weights, r, alpha, **kwargs):
     q, k, v are blocks of the fused c_attn (FusedLoRALinear); o is attn.c_proj (LoRALinear). The lecture's
     "Which Weight Matrices?" table compares them at an equal budget: ("q",) at r=8 = ("q", "v") at r=4 = all at r=2.
     """
-    from .inject import build_layers, replace_layers
     weights = (weights,) if isinstance(weights, str) else tuple(weights) if isinstance(weights, (list, tuple)) else weights
     if (not isinstance(weights, tuple) or not weights or set(weights) - set("qkvo")
             or len(set(weights)) != len(weights)):
