@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import exercises
+from .validate import as_number
 
 SOLUTIONS_DIR = pathlib.Path(__file__).resolve().parent.parent / "solutions"
 
@@ -59,26 +60,6 @@ def _right(ex, text):
 
 
 # ------------------------------------------------------------------ numbers
-
-def as_number(value):
-    """A Python float from an int, float, numpy scalar or 0-d array, or 0-d torch tensor; None if it is not one.
-
-    bool is not a number here (True would otherwise pass as 1).
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if torch.is_tensor(value):
-        if value.dim() != 0 or value.dtype == torch.bool or value.is_complex():
-            return None
-        return float(value.item())
-    if isinstance(value, np.ndarray):
-        if value.ndim != 0 or value.dtype.kind not in "iuf":
-            return None
-        return float(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    return None
-
 
 def _close(a, b, tol):
     return abs(a - b) <= max(tol, 1e-9 * max(abs(a), abs(b)))

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import validate
+
 KINDS = ("quick", "array", "code", "predict")
 
 
@@ -653,8 +655,7 @@ def _number_adapter(student_fn):
         out = student_fn(model)
         if out is None or out is Ellipsis:
             return out
-        from .check import as_number
-        value = as_number(out)
+        value = validate.as_number(out)
         return torch.tensor(value) if value is not None else out
     return run
 

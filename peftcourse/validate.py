@@ -8,6 +8,7 @@ import math
 import numbers
 import re
 
+import numpy as np
 import torch
 
 
@@ -18,6 +19,26 @@ def _describe(value):
 def is_real(value):
     """A real number that is not a bool (True would otherwise pass as 1) and not a tensor."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def as_number(value):
+    """A Python float from an int, float, numpy scalar or 0-d array, or 0-d torch tensor; None if it is not one.
+
+    bool is not a number here (True would otherwise pass as 1).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if torch.is_tensor(value):
+        if value.dim() != 0 or value.dtype == torch.bool or value.is_complex():
+            return None
+        return float(value.item())
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            return None
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return None
 
 
 def positive_int(name, value, maximum=None):
