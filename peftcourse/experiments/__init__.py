@@ -48,13 +48,13 @@ import time
 
 import torch
 
-from . import data, models, runtime
-from .adapters import add_adapters, freeze_all_but_top
-from .inject import inject
-from .lora import inject_gpt2_attention
-from .train import train
+from .. import data, models, runtime
+from ..adapters import add_adapters, freeze_all_but_top
+from ..inject import inject
+from ..lora import inject_gpt2_attention
+from ..train import train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS_DIR = os.path.join(ROOT, "data", "results")
 SIZES = ("smoke", "class", "full")
 VERDICTS = ("reproduced", "partly", "not reproduced")
@@ -893,7 +893,7 @@ def run_record(model, history, metric, steps):
 
 def touched_columns(model):
     """The most input columns (FA) of any adapted layer that its ΔW changes: r for SBoRA-FA (SBoRA §3)."""
-    from .inject import adapter_layers
+    from ..inject import adapter_layers
     return max(int((layer.delta_weight().detach().abs().sum(0) > 0).sum()) for _, layer in adapter_layers(model))
 
 
@@ -1067,7 +1067,7 @@ MERGE_SIZES = {"smoke": {"n_train": 16, "n_test": 8, "steps": 2, "eval_every": 1
 
 def sbora_rank_at_lora_budget():
     """SBoRA-FA's rank with LoRA r=4's number of trainable weights over GPT2_TARGETS (7 for TinyGPT)."""
-    from .sbora import rank_for_budget
+    from ..sbora import rank_for_budget
     lora = inject(fresh_tinygpt()[0], "lora", GPT2_TARGETS, r=4, alpha=8)
     return rank_for_budget(fresh_tinygpt()[0], GPT2_TARGETS, "FA", sum(p.numel() for p in lora.parameters()
                                                                          if p.requires_grad))
@@ -1076,7 +1076,7 @@ def sbora_rank_at_lora_budget():
 def task_feature_regions(config, seed):
     """Each task's FA regions (sbora.feature_regions), from the input energies of its own training prompts in
     the pretrained model."""
-    from .sbora import feature_regions, input_energy
+    from ..sbora import feature_regions, input_energy
     energies = [input_energy(fresh_tinygpt()[0], arithmetic_split(op, config["n_train"], config["n_test"], seed + i)[0],
                              GPT2_TARGETS) for i, op in enumerate(TASK_OPS.values())]
     return feature_regions(energies, config["ranks"]["SBoRA-FA"])
@@ -1085,7 +1085,7 @@ def task_feature_regions(config, seed):
 def task_model(kind, task, seed, config, regions):
     """A fresh TinyGPT for task number `task` of TASK_OPS: "LoRA" r=4, or SBoRA-FA at LoRA's budget in the task's
     disjoint columns: a slice of a seeded permutation ("SBoRA-FA") or the columns its inputs use ("... task features")."""
-    from .sbora import inject_task
+    from ..sbora import inject_task
     model = fresh_tinygpt()[0]
     if kind == "LoRA":
         return inject(model, "lora", GPT2_TARGETS, r=4, alpha=8)
@@ -1098,7 +1098,7 @@ def merged_tasks(config, seed, kinds):
     """Train one model per task and kind, merge each kind's task models into one, and measure the interference:
     the held-out answer-loss increase after merging, per task and mean. kinds: {kind: label of its merged model};
     config["lr"]: one rate, or one per label. Also each kind's controls (cross-talk, update size)."""
-    from .sbora import merge_tasks
+    from ..sbora import merge_tasks
     base = fresh_tinygpt()[0]
     if "ranks" not in config:   # merge_prepare (or the cached config of a rerun) has them already
         config["ranks"] = {"LoRA": 4, "SBoRA-FA": sbora_rank_at_lora_budget()}
@@ -1192,7 +1192,7 @@ def multi_sbora_task_features_same_lr(config, seed):
 
 def relative_update(model):
     """‖ΔW‖ / ‖W₀‖ (Frobenius), averaged over the adapted layers: how far training moved each weight."""
-    from .inject import adapter_layers
+    from ..inject import adapter_layers
     with torch.no_grad():
         return statistics.fmean(float(layer.delta_weight().norm() / layer.base.weight.norm())
                                 for _, layer in adapter_layers(model))
@@ -1201,7 +1201,7 @@ def relative_update(model):
 def cross_talk(base, own, other, batches):
     """sqrt(Σ‖ΔW_other·x‖² / Σ‖ΔW_own·x‖²) over every adapted layer, x = that layer's inputs in the pretrained
     model on this task's held-out prompts: Multi-SBoRA's regions are disjoint in the weights, not in the inputs."""
-    from .inject import adapter_layers
+    from ..inject import adapter_layers
     own_layers, other_layers = dict(adapter_layers(own)), dict(adapter_layers(other))
     sums, hooks = [0.0, 0.0], []
 
@@ -1238,7 +1238,7 @@ FORMAT_SETTINGS = {"int4": ("int4", False), "FP4": ("fp4", False), "NF4": ("nf4"
 
 def round_trip(w, fmt, double_quant, blocksize):
     """w quantized to 4 bits in blocks and back (the weights QLoRA's forward pass computes with)."""
-    from . import quant
+    from .. import quant
     q = (quant.quantize_absmax(w, 4, blocksize) if fmt == "int4" else
          quant.quantize_4bit(w, quant.nf4_code() if fmt == "nf4" else quant.fp4_code(), blocksize, double_quant))
     return q, q.dequantize(torch.float32)
@@ -1257,7 +1257,7 @@ def round_trip(w, fmt, double_quant, blocksize):
            "full": {"n_sentences": 256, "blocksize": 64}},
     compare=[better("NF4", "FP4"), better("NF4", "int4"), parity("NF4 + DQ", "NF4", margin=0.002)])
 def four_bit_formats(config, seed):
-    from . import quant
+    from .. import quant
     model, tok = models.load_minilm()
     train_all, test = data.doc_topics(n_test=400, seed=0)
     sentences = [ex["text"] for ex in random.Random(seed).sample(train_all + test, config["n_sentences"])]
@@ -1389,7 +1389,7 @@ def one_line(result):
 
 def plot_summaries(names, ncols=2, height=None, width=None):
     """plot_summary of several cached results on a grid, each titled with its name and verdict."""
-    from . import plots
+    from .. import plots
     nrows = -(-len(names) // ncols)
     fig, axes = plots.new_axes(ncols, nrows, width=width, height=height, sharex=True, squeeze=False)
     for name, ax in zip(names, axes.flat):
@@ -1411,7 +1411,7 @@ def plot_curves(result, student=None, curve="loss", ax=None, legend_where="right
 
     result / student: result dicts (load_result(...), run_experiment(..., size="class")) or names to load.
     """
-    from . import plots
+    from .. import plots
     result = load_result(result) if isinstance(result, str) else result
     if "curves" not in result:
         raise ValueError(f"{result['name']}'s result stores no curves")
@@ -1440,7 +1440,7 @@ def plot_curves(result, student=None, curve="loss", ax=None, legend_where="right
 
 def plot_summary(result, student=None, ax=None):
     """Final metric per setting: every seed as a dot, mean ± 2 SE as a bar, the student's value as a star."""
-    from . import plots
+    from .. import plots
     result = load_result(result) if isinstance(result, str) else result
     if ax is None:
         _, ax = plots.new_axes(height=0.6 + 0.5 * len(result["results"]))
@@ -1531,9 +1531,3 @@ def needs_portable_kernels(environ=os.environ, machine=None):
             and any(environ.get(k) != v for k, v in PORTABLE_KERNELS.items())
             and environ.get("PEFTCOURSE_NATIVE_KERNELS") != "1")
 
-
-if __name__ == "__main__":
-    if needs_portable_kernels():   # torch reads these when it starts: restart this command with them set
-        os.execvpe(sys.executable, [sys.executable, "-m", "peftcourse.experiments", *sys.argv[1:]],
-                   {**os.environ, **PORTABLE_KERNELS})
-    sys.exit(main())
