@@ -3,6 +3,7 @@ import inspect
 import os
 
 from . import quiet  # first: library message filters must be in place before the libraries load
+from . import runtime
 from .runtime import setup, get_device, seed_everything, budget, is_fast
 from .train import train, History
 from .inject import inject, trainable_report, merge_and_unload, save_adapter, load_adapter
@@ -21,8 +22,7 @@ def show(obj):
         where = inspect.getsourcefile(obj)
     except (TypeError, OSError) as err:
         raise TypeError(f"show() needs a function, class or module with Python source, got {obj!r}") from err
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    header = f"# {os.path.relpath(where, root)}\n"
+    header = f"# {os.path.relpath(where, runtime.ROOT)}\n"
     try:
         from IPython import get_ipython
         from IPython.display import Code, display

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from . import exercises
+from .runtime import ROOT
 from .validate import as_number
 
-SOLUTIONS_DIR = pathlib.Path(__file__).resolve().parent.parent / "solutions"
+SOLUTIONS_DIR = pathlib.Path(ROOT) / "solutions"
 
 _tries = {}        # exercise id -> wrong answers so far (the hints get more specific with each)
 _predictions = {}  # exercise id -> the committed prediction

@@ -23,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import validate
+from .runtime import ROOT
 from .train import eval_mode, to_device
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS_DIR = os.path.join(ROOT, "data", "tasks")
 TOPIC_LABELS = ["asyncio", "decimal", "email", "http", "logging", "tkinter", "unittest", "xml"]
 

@@ -14,7 +14,8 @@ import os
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .runtime import ROOT
+
 COURSE_MODEL = "tinygpt_v2"   # the folder under data/models/ that the course loads ("tinygpt": the first model)
 COURSE_LM_DIR = os.path.join(ROOT, "data", "models", COURSE_MODEL)
 LM_ENV = "PEFTCOURSE_LM"   # a hub name (gpt2, distilgpt2) or a local folder: the notebooks then use that model

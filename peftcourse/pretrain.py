@@ -28,10 +28,9 @@ import time
 import torch
 
 from .data import DOC_SEP, mean_loss, token_blocks
-from .runtime import get_device, is_fast, seed_everything, versions
+from .runtime import ROOT, get_device, is_fast, seed_everything, versions
 from .train import eval_mode, train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS_DIR = os.path.join(ROOT, "data", "corpus")
 DEFAULT_OUT = os.path.join(ROOT, "data", "models", "tinygpt")   # never written by default: see main()
 EOS, PAD = "<|endoftext|>", "<|pad|>"

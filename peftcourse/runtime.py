@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 DEFAULT_SEED = 0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The course's root folder, which holds peftcourse/, data/, notebooks/ and solutions/."""
 
 
 def get_device(prefer=None):
