@@ -4,7 +4,7 @@ import os
 
 from . import quiet  # first: library message filters must be in place before the libraries load
 from . import runtime
-from .runtime import setup, get_device, seed_everything, budget, is_fast
+from .runtime import setup, get_device, seed_everything, budget, is_fast, count_params
 from .train import train, History
 from .inject import inject, trainable_report, merge_and_unload, save_adapter, load_adapter
 

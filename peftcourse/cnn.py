@@ -58,11 +58,6 @@ def prepare(model, approach, n_classes):
     return model
 
 
-def count_params(model, trainable_only=False):
-    validate.flag("trainable_only", trainable_only)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 def embed(model, x):
     """The frozen 64-d features the classifier sees (input to the last layer)."""
     with eval_mode(model):

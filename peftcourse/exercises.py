@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import validate
+from .runtime import count_params
 
 KINDS = ("quick", "array", "code", "predict")
 
@@ -161,7 +162,7 @@ def _feature_based_adapter(student_fn):
 def _fewest_top_layer_measure():
     from . import cnn
     model = cnn.prepare(cnn.SmallCNN(n_classes=5, image_size=12), "top-layer", 5)   # notebook 01: digits in a 12x12 frame
-    return cnn.count_params(model, trainable_only=True) / cnn.count_params(model)
+    return count_params(model, trainable_only=True) / count_params(model)
 
 
 # ============================================================ 02 · rank
@@ -281,10 +282,8 @@ def _prompt_logits_adapter(student_fn):
 def _prefix_vs_prompt_measure():
     from .prompts import PrefixTuning, PromptTuning
     model = tiny_gpt2(n_layer=4)
-
-    def count(m):
-        return sum(p.numel() for p in m.parameters() if p.requires_grad)
-    return count(PrefixTuning(_copy(model), 8)) / count(PromptTuning(_copy(model), 8))
+    return (count_params(PrefixTuning(_copy(model), 8), trainable_only=True)
+            / count_params(PromptTuning(_copy(model), 8), trainable_only=True))
 
 
 # ============================================================ 05 · LoRA
@@ -616,9 +615,9 @@ def _tinygpt_counts():
     from . import inject, models
     transformers.utils.logging.disable_progress_bar()  # as every notebook does: no bar in a checker's answer
     model, _ = models.load_tinygpt()
-    full = sum(p.numel() for p in model.parameters())
+    full = count_params(model)
     lora = inject(model, "lora", ["c_attn", "c_proj", "c_fc"], r=4, alpha=8)
-    return {"full FT": full, "LoRA r=4": sum(p.numel() for p in lora.parameters() if p.requires_grad)}
+    return {"full FT": full, "LoRA r=4": count_params(lora, trainable_only=True)}
 
 
 def _state_cases():
@@ -635,8 +634,8 @@ def _state_cases():
         opt.step()
         state = memory.measure_state(model, opt)
         expected = torch.tensor(float(state["gradients"] + state["optimizer state"]))
-        all_params = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        all_params = count_params(model)
+        trainable = count_params(model, trainable_only=True)
         cases.append(Case(
             inputs={"model": model}, expected=expected,
             wrong=((torch.tensor(12.0 * all_params), "you counted the frozen weights too: only parameters with "

@@ -22,6 +22,7 @@ from .dora import DoRALinear
 from .lora import LoRALinear
 from .mora import MoRALinear
 from .qlora import QLoRALinear
+from .runtime import count_params
 from .sbora import SBoRALinear
 
 # method name -> layer class; each is built as Class(base_layer, **kwargs)
@@ -87,16 +88,8 @@ def trainable_report(model):
     """
     if not hasattr(model, "parameters"):
         raise TypeError(f"trainable_report needs a torch nn.Module, got {type(model).__name__}")
-    trainable = total = 0
-    for p in model.parameters():
-        n = p.numel()
-        if n == 0 and hasattr(p, "ds_numel"):
-            n = p.ds_numel
-        if p.__class__.__name__ == "Params4bit":
-            n = n * 2 * (p.element_size() if hasattr(p, "element_size") else 1)
-        total += n
-        if p.requires_grad:
-            trainable += n
+    trainable = count_params(model, trainable_only=True, like_peft=True)
+    total = count_params(model, like_peft=True)
     if total == 0:
         raise ValueError(f"{type(model).__name__} has no parameters: there is nothing to report")
     return f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"

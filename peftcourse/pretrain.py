@@ -28,7 +28,7 @@ import time
 import torch
 
 from .data import DOC_SEP, mean_loss, token_blocks
-from .runtime import ROOT, get_device, is_fast, seed_everything, versions
+from .runtime import ROOT, count_params, get_device, is_fast, seed_everything, versions
 from .train import eval_mode, train
 
 CORPUS_DIR = os.path.join(ROOT, "data", "corpus")
@@ -376,7 +376,7 @@ def pretrain(out_dir, preset="cpu", resume=False, finish=False, checkpoint_every
     val_blocks = token_blocks(tokenizer, val_docs, cfg["block_size"])
     model = make_model(len(tokenizer), cfg["n_embd"], cfg["n_layer"], cfg["n_head"], cfg["n_positions"],
                        tokenizer.eos_token_id, tokenizer.pad_token_id, dropout=cfg["dropout"])
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = count_params(model)
     if init is not None and not resume:
         from safetensors.torch import load_file
         weights = load_file(os.path.join(init, "model.safetensors"))

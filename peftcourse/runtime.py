@@ -10,6 +10,8 @@ import platform
 import numpy as np
 import torch
 
+from . import validate
+
 DEFAULT_SEED = 0
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 """The course's root folder, which holds peftcourse/, data/, notebooks/ and solutions/."""
@@ -45,6 +47,30 @@ def seed_everything(seed=DEFAULT_SEED):
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     return seed
+
+
+def count_params(model, trainable_only=False, like_peft=False):
+    """The number of weights in `model`: all of them, or only those with requires_grad (trainable_only).
+
+    like_peft: count as peft's print_trainable_parameters does (inject.trainable_report): a packed 4-bit
+    weight (Params4bit, two values per stored byte) as the values it holds, a DeepSpeed ZeRO-3 shard as its
+    full size (ds_numel). Without it every tensor counts its stored elements.
+    """
+    validate.module("model", model)
+    validate.flag("trainable_only", trainable_only)
+    validate.flag("like_peft", like_peft)
+    total = 0
+    for p in model.parameters():
+        if trainable_only and not p.requires_grad:
+            continue
+        n = p.numel()
+        if like_peft:
+            if n == 0 and hasattr(p, "ds_numel"):
+                n = p.ds_numel
+            if p.__class__.__name__ == "Params4bit":
+                n = n * 2 * (p.element_size() if hasattr(p, "element_size") else 1)
+        total += n
+    return total
 
 
 def is_fast():

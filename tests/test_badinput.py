@@ -399,7 +399,7 @@ def test_absmax_enormous_blocksize_is_one_block():
     (lambda: analysis.sparsity(torch.zeros(2, 2), tol=math.nan), ValueError, "tol"),
     (lambda: analysis.regression([1, 2, math.nan], [1, 2, 3]), ValueError, "finite"),
     (lambda: analysis.energy_rank(torch.eye(2), energy=math.nan), ValueError, "energy"),
-    (lambda: cnn.count_params(cnn.SmallCNN(), trainable_only="yes"), TypeError, "trainable_only"),
+    (lambda: pc.count_params(cnn.SmallCNN(), trainable_only="yes"), TypeError, "trainable_only"),
     (lambda: quant.quantize_nf4(torch.randn(64)).dequantize("float"), ValueError, "dtype"),
     (lambda: quant.nf4_code(offset=2.0), ValueError, "offset"),
     (lambda: QuantLinear(torch.randn(4, 8), torch.randn(3)), ValueError, "bias"),

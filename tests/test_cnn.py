@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from peftcourse.cnn import SmallCNN, prepare, count_params, APPROACHES
+from peftcourse.cnn import SmallCNN, prepare, APPROACHES
+from peftcourse.runtime import count_params
 
 
 @pytest.mark.parametrize("approach", APPROACHES)

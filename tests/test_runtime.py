@@ -25,6 +25,16 @@ def test_seed_everything_repeats_random_streams():
             runtime.seed_everything(bad)
 
 
+def test_count_params_counts_all_or_only_the_trainable_weights():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    assert runtime.count_params(model) == (4 * 3 + 3) + (3 * 2 + 2)
+    assert runtime.count_params(model, trainable_only=True) == 3 * 2 + 2
+    assert runtime.count_params(model, like_peft=True) == runtime.count_params(model)   # no packed weights here
+    with pytest.raises(TypeError, match="nn.Module"):
+        runtime.count_params([torch.zeros(3)])
+
+
 @pytest.mark.parametrize("env, fast", [({"PEFTCOURSE_FAST": "1"}, True), ({"PEFTCOURSE_FAST": "0", "CI": "true"}, False),
                                        ({"CI": "true"}, True), ({}, False)])
 def test_fast_mode_from_environment(monkeypatch, env, fast):
