@@ -13,7 +13,8 @@ from torch import nn
 from . import validate
 from .base import AdapterLayer, conv1d_class
 from .plots import new_axes, color as method_color
-from .train import compute_loss, model_mode
+from .runtime import model_mode
+from .train import compute_loss
 
 
 def _check_matrix(name, w):

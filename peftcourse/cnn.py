@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import validate
-from .train import eval_mode
+from .runtime import eval_mode
 
 APPROACHES = ("full", "feature-based", "top-layer")
 

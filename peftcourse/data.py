@@ -23,8 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import validate
-from .runtime import ROOT
-from .train import eval_mode, to_device
+from .runtime import ROOT, eval_mode, to_device
 
 TASKS_DIR = os.path.join(ROOT, "data", "tasks")
 TOPIC_LABELS = ["asyncio", "decimal", "email", "http", "logging", "tkinter", "unittest", "xml"]

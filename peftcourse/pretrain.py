@@ -28,8 +28,8 @@ import time
 import torch
 
 from .data import DOC_SEP, mean_loss, token_blocks
-from .runtime import ROOT, count_params, get_device, is_fast, seed_everything, versions
-from .train import eval_mode, train
+from .runtime import ROOT, count_params, eval_mode, get_device, is_fast, seed_everything, versions
+from .train import train
 
 CORPUS_DIR = os.path.join(ROOT, "data", "corpus")
 DEFAULT_OUT = os.path.join(ROOT, "data", "models", "tinygpt")   # never written by default: see main()

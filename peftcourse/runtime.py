@@ -1,4 +1,5 @@
-"""Where the course runs: device, seeds and the step budget.
+"""Where the course runs: its folder, the device, seeds, the step budget, and how a model is counted,
+evaluated and fed.
 
 One place decides how long every notebook trains: `budget(full, fast)`.
 Set PEFTCOURSE_FAST=1 (CI sets CI=true, which counts too) for a smoke run.
@@ -6,6 +7,7 @@ Set PEFTCOURSE_FAST=1 (CI sets CI=true, which counts too) for a smoke run.
 import os
 import random
 import platform
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -71,6 +73,39 @@ def count_params(model, trainable_only=False, like_peft=False):
                 n = n * 2 * (p.element_size() if hasattr(p, "element_size") else 1)
         total += n
     return total
+
+
+@contextmanager
+def model_mode(model, training):
+    """Put the model in train (True) or eval (False) mode for a block, and back in the mode it was in
+    afterwards, also when the block raises: a helper never leaves the caller's model switched."""
+    validate.module("model", model)
+    validate.flag("training", training)
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
+def eval_mode(model):
+    """Evaluate in eval mode (no dropout) and without gradients, then restore the model's mode.
+    Every evaluation helper uses it."""
+    with model_mode(model, False), torch.no_grad():
+        yield model
+
+
+def to_device(batch, device):
+    """Move a batch (tensor, dict or tuple/list of them) to `device`."""
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
 def is_fast():

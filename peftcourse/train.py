@@ -10,35 +10,12 @@ import math
 import resource
 import sys
 import time
-from contextlib import contextmanager
 
 import torch
 from .progress import progress as progress_line
 
 from . import validate
-from .runtime import get_device, seed_everything, DEFAULT_SEED
-
-
-@contextmanager
-def model_mode(model, training):
-    """Put the model in train (True) or eval (False) mode for a block, and back in the mode it was in
-    afterwards, also when the block raises: a helper never leaves the caller's model switched."""
-    validate.module("model", model)
-    validate.flag("training", training)
-    was_training = model.training
-    model.train(training)
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-@contextmanager
-def eval_mode(model):
-    """Evaluate in eval mode (no dropout) and without gradients, then restore the model's mode.
-    Every evaluation helper uses it."""
-    with model_mode(model, False), torch.no_grad():
-        yield model
+from .runtime import DEFAULT_SEED, eval_mode, get_device, seed_everything, to_device
 
 
 class History:
@@ -98,17 +75,6 @@ def peak_memory_mb(device):
         return torch.cuda.max_memory_allocated(device) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def to_device(batch, device):
-    """Move a batch (tensor, dict or tuple/list of them) to `device`."""
-    if torch.is_tensor(batch):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def compute_loss(model, batch, loss_fn=None):

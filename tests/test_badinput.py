@@ -21,8 +21,8 @@ from peftcourse.lora import LoRALinear, inject_gpt2_attention
 from peftcourse.mora import MoRALinear
 from peftcourse.prompts import PrefixTuning, PromptTuning
 from peftcourse.qlora import QLoRALinear, QuantLinear
+from peftcourse.runtime import eval_mode
 from peftcourse.sbora import SBoRALinear
-from peftcourse.train import eval_mode
 
 
 def mlp():
