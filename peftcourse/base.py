@@ -12,6 +12,7 @@ argument then leaves that layer as it was.
 """
 import inspect
 import re
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -56,6 +57,11 @@ def add_delta(weight, delta, fan_in_fan_out):
     """weight += ΔW in place, ΔW given in nn.Linear layout (out x in); Conv1D's weight is (in x out)."""
     delta = delta.to(weight.dtype)
     weight += delta.T if fan_in_fan_out else delta
+
+
+def dropout_or_identity(p):
+    """nn.Dropout(p) for an adapter branch's input, or nn.Identity() when p is 0 (as peft: no dropout module)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
 class AdapterLayer(PEFTModule):
@@ -143,6 +149,25 @@ def name_matches(name, target_modules):
 def adapter_layers(model):
     """(name, layer) for every AdapterLayer in the model."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, AdapterLayer)]
+
+
+def replace_module(model, name, module):
+    """Put `module` into `model` at the dotted `name` (as named_modules() gives it), in place of what is there."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+@contextmanager
+def layer_inputs(layers, record):
+    """While the block runs, call record(name, x) with the input x of every forward call of each (name, module)
+    in `layers`; the hooks are removed afterwards, also when the block raises."""
+    hooks = [module.register_forward_hook(lambda _, inputs, __, name=name: record(name, inputs[0]))
+             for name, module in layers]
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def inside_adapter(model):
@@ -233,8 +258,7 @@ def replace_layers(model, plan):
         if not inside(pname):  # adapters from an earlier inject() call keep their trainable weights
             p.requires_grad_(False)
     for name, layer in plan["layers"]:
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
+        replace_module(model, name, layer)
     for name in plan["modules_to_save"]:
         for p in model.get_submodule(name).parameters():
             p.requires_grad_(True)

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .base import (AdapterLayer, PEFTModule, adapter_layers, build_layers, inside_adapter,  # noqa: F401 (re-exported)
-                   linear_module_names, name_matches, replace_layers)
+                   linear_module_names, name_matches, replace_layers, replace_module)
 from .dora import DoRALinear
 from .lora import LoRALinear
 from .mora import MoRALinear
@@ -234,6 +234,5 @@ def merge_and_unload(model):
             warnings.warn(f"{name}'s weight is tied to {tied}: merging its adapter changes those too")
         if not layer.merged:
             layer.merge()
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, layer.base)
+        replace_module(model, name, layer.base)
     return model

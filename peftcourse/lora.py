@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate
-from .base import AdapterLayer, build_layers, linear_dims, replace_layers
+from .base import AdapterLayer, build_layers, dropout_or_identity, linear_dims, replace_layers
 
 
 def check_lora_args(r, alpha, dropout, rslora, in_features, out_features):
@@ -94,7 +94,7 @@ class LoRALinear(AdapterLayer):
         """Add a fresh adapter `name` (A random, B = 0) and make it the active one."""
         self.check_add_adapter(name, r, alpha, dropout, rslora)
         self.lora_A[name], self.lora_B[name] = lora_pair(r, self.in_features, self.out_features, self.base.weight)
-        self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_dropout[name] = dropout_or_identity(dropout)
         self.settings[name] = {"r": r, "alpha": alpha, "rslora": rslora}
         self.set_adapter(name)
 
@@ -161,7 +161,7 @@ class FusedLoRALinear(AdapterLayer):
         self.block, self.parts, self.enable, self.r = block, parts, enable, r
         self.settings = {"r": r, "alpha": alpha, "rslora": rslora}
         self.scaling = lora_scaling(**self.settings)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = dropout_or_identity(dropout)
         self.lora_A, self.lora_B = nn.ParameterDict(), nn.ParameterDict()
         for p in enable:  # the same init as LoRALinear, one pair per enabled block
             self.lora_A[p], self.lora_B[p] = lora_pair(r, n_in, block, base.weight)

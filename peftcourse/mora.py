@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import validate
-from .base import AdapterLayer, linear_dims
+from .base import AdapterLayer, dropout_or_identity, linear_dims
 
 MORA_TYPES = {1: "sharing", 6: "rotation", "truncation": "truncation", "decoupling": "decoupling"}
 _BY_NAME = {"sharing": 1, "rotation": 6, "truncation": "truncation", "decoupling": "decoupling"}
@@ -88,7 +88,7 @@ class MoRALinear(AdapterLayer):
         self.mora_type, self.type_name, self.r, self.r_hat = mora_type, MORA_TYPES[mora_type], r, r_hat
         weight = self.base.weight  # like LoRA: on the base's device, fp32 unless the base is fp64
         self.M = nn.Parameter(torch.zeros(r_hat, r_hat, device=weight.device, dtype=validate.adapter_dtype(weight)))
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = dropout_or_identity(dropout)
         # blocks of r̂ that cover the (wrap-padded) input; L = their total length
         self.n_blocks = math.ceil(self.in_features / r_hat)
         self.padded_in = self.n_blocks * r_hat

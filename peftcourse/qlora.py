@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate
-from .base import conv1d_class, linear_dims
+from .base import conv1d_class, linear_dims, replace_module
 from .lora import LoRALinear, check_lora_args
 from .quant import quantize_absmax, quantize_fp4, quantize_nf4
 
@@ -134,8 +134,7 @@ def merge_to_full_precision(model):
         merged.weight.copy_(layer.base.weight + layer.delta_weight().float())
         if layer.base.bias is not None:
             merged.bias.copy_(layer.base.bias)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, merged.requires_grad_(False))
+        replace_module(model, name, merged.requires_grad_(False))
     return model
 
 

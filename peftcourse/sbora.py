@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from . import validate
-from .base import (AdapterLayer, adapter_layers, add_delta, build_layers, check_keywords, conv1d_class, linear_dims,
-                   name_matches, replace_layers)
+from .base import (AdapterLayer, adapter_layers, add_delta, build_layers, check_keywords, conv1d_class,
+                   dropout_or_identity, layer_inputs, linear_dims, name_matches, replace_layers)
 
 VARIANTS = ("FA", "FB")
 
@@ -74,7 +74,7 @@ class SBoRALinear(AdapterLayer):
             self.B = nn.Parameter(torch.zeros(self.out_features, r, device=weight.device, dtype=dtype))
         else:
             self.A = nn.Parameter(torch.zeros(r, self.in_features, device=weight.device, dtype=dtype))
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = dropout_or_identity(dropout)
 
     def config(self):
         return {"method": self.method, "r": self.r, "alpha": self.alpha, "variant": self.variant}
@@ -198,22 +198,15 @@ def input_energy(model, batches, target_modules):
               if n and name_matches(n, target_modules) and isinstance(m, (nn.Linear, conv1d_class()))]
     if not layers:
         raise ValueError(f"target_modules={target_modules!r} matches no nn.Linear/Conv1D layer of the model")
-    sums, mask, hooks = {}, {}, []
+    sums, mask = {}, {}
 
-    def record(name):
-        def hook(_, inputs, __):
-            x = inputs[0][mask["real"]]   # padding positions are not the task's inputs
-            sums[name] = sums.get(name, 0) + x.float().pow(2).sum(0)
-        return hook
-    for name, module in layers:
-        hooks.append(module.register_forward_hook(record(name)))
-    try:
+    def record(name, x):
+        x = x[mask["real"]]   # padding positions are not the task's inputs
+        sums[name] = sums.get(name, 0) + x.float().pow(2).sum(0)
+    with layer_inputs(layers, record):
         for batch in batches:
             mask["real"] = batch["attention_mask"].bool()
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    finally:
-        for h in hooks:
-            h.remove()
     if not sums:
         raise ValueError("batches is empty: give at least one batch of the task's inputs")
     return {name: s / s.sum() for name, s in sums.items()}
