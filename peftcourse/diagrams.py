@@ -428,9 +428,9 @@ def sbora_factors(n=10, r=3, seed=0):
 
 def multi_sbora_regions(n_features=48, r=4, n_tasks=3, seed=0):
     """Multi-SBoRA gives each task its own r columns (disjoint regions, merged without overlap);
-    summed LoRA updates all touch every weight. Indices as peftcourse.sbora.task_indices draws them."""
+    summed LoRA updates all touch every weight. Indices as peftcourse.multi_sbora.task_indices draws them."""
     import torch
-    from .sbora import task_indices
+    from .multi_sbora import task_indices
     owner = np.full(n_features, np.nan)
     for t in range(n_tasks):
         owner[task_indices(n_features, r, t, n_tasks, torch.Generator().manual_seed(seed)).numpy()] = t

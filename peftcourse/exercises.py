@@ -563,19 +563,19 @@ def _fa_columns_outcome(measured):
 # ============================================================ 11 · Multi-SBoRA
 
 def _merge_cases():
-    from . import sbora
+    from . import multi_sbora, sbora
     cases = []
     for seed, (d_in, d_out, r, n_tasks) in ((0, (12, 5, 2, 3)), (1, (8, 6, 3, 2))):
         torch.manual_seed(seed)
         base = nn.Linear(d_in, d_out)
         layers = []
         for task in range(n_tasks):
-            idx = sbora.task_indices(d_in, r, task, n_tasks, torch.Generator().manual_seed(seed))
+            idx = multi_sbora.task_indices(d_in, r, task, n_tasks, torch.Generator().manual_seed(seed))
             layer = sbora.SBoRALinear(_copy(base), r, alpha=2 * r, variant="FA", indices=idx)
             with torch.no_grad():
                 layer.B.normal_()
             layers.append(layer)
-        merged = sbora.merge_tasks(nn.Sequential(_copy(base)), [nn.Sequential(layer) for layer in layers])
+        merged = multi_sbora.merge_tasks(nn.Sequential(_copy(base)), [nn.Sequential(layer) for layer in layers])
         W0 = base.weight.detach().clone()
         updates = [(layer.indices.clone(), layer.update().detach().clone()) for layer in layers]
         copied = W0.clone()
@@ -591,17 +591,17 @@ def _merge_cases():
 
 
 def _interference_measure():
-    from . import sbora
+    from . import multi_sbora, sbora
     torch.manual_seed(0)
     base = nn.Linear(12, 6)
     layers = []
     for task in range(2):
-        idx = sbora.task_indices(12, 3, task, 2, torch.Generator().manual_seed(0))
+        idx = multi_sbora.task_indices(12, 3, task, 2, torch.Generator().manual_seed(0))
         layer = sbora.SBoRALinear(_copy(base), 3, alpha=3, variant="FA", indices=idx)
         with torch.no_grad():
             layer.B.normal_()
         layers.append(layer)
-    merged = sbora.merge_tasks(nn.Sequential(_copy(base)), [nn.Sequential(layer) for layer in layers])
+    merged = multi_sbora.merge_tasks(nn.Sequential(_copy(base)), [nn.Sequential(layer) for layer in layers])
     x = torch.randn(4, 12)
     with torch.no_grad():
         return (merged(x) - layers[0](x)).abs().max().item()

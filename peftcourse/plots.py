@@ -247,7 +247,7 @@ def plot_matrices(matrices, ncols=None, cmap="RdBu_r", size=2.6, suptitle=None):
 
 def plot_feature_shares(shares, regions, names=("task 1", "task 2"), ax=None, title=None):
     """One layer's input features, each a dot at (its share of task 1's input energy, of task 2's), log axes;
-    the features each task's region holds (sbora.feature_regions) in that task's colour. Dots on the diagonal
+    the features each task's region holds (multi_sbora.feature_regions) in that task's colour. Dots on the diagonal
     are used by both tasks alike: a region there would answer the other task's inputs as strongly as its own."""
     if len(shares) != 2 or len(regions) != 2 or len(names) != 2:
         raise ValueError("plot_feature_shares draws two tasks: give two share vectors, two regions and two names")

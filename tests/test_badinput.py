@@ -14,7 +14,7 @@ from torch import nn
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
 import peftcourse as pc
-from peftcourse import adapters, analysis, cnn, data, linalg, memory, mora, quant, sbora
+from peftcourse import adapters, analysis, cnn, data, linalg, memory, mora, multi_sbora, quant
 from peftcourse.dora import DoRALinear, magnitude_only
 from peftcourse.inject import adapter_layers, adapter_state_dict, add_adapter, set_adapter
 from peftcourse.lora import LoRALinear, inject_gpt2_attention
@@ -128,9 +128,9 @@ CASES = [
      lambda m: inject_gpt2_attention(m, ("q", "o"), r=2, alpha=4, dropout=2.0), ValueError, "dropout"),
     ("inject_gpt2_attention: unknown weight", tiny_gpt2, lambda m: inject_gpt2_attention(m, "x", r=2, alpha=4),
      ValueError, "weights"),
-    ("inject_task: task out of range", mlp, lambda m: sbora.inject_task(m, ["0"], task=2, n_tasks=2, r=1, alpha=1),
+    ("inject_task: task out of range", mlp, lambda m: multi_sbora.inject_task(m, ["0"], task=2, n_tasks=2, r=1, alpha=1),
      ValueError, "task"),
-    ("inject_task: misspelt keyword", mlp, lambda m: sbora.inject_task(m, ["0"], 0, 2, r=1, alpha=1, dropuot=0.1),
+    ("inject_task: misspelt keyword", mlp, lambda m: multi_sbora.inject_task(m, ["0"], 0, 2, r=1, alpha=1, dropuot=0.1),
      TypeError, "dropuot"),
     ("magnitude_only: one layer merged", lambda: merge_one(pc.inject(mlp(), "dora", ["0", "2"], r=2, alpha=2)),
      lambda m: magnitude_only(m, ["0", "2"]), ValueError, "merged"),
@@ -172,7 +172,7 @@ def test_bad_call_raises_clearly_and_changes_nothing(what, make, call, error, wo
 
 
 def test_merge_tasks_with_overlapping_tasks_changes_nothing():
-    tasks = [sbora.inject_task(mlp(), ["0", "2"], task=0, n_tasks=2, r=1, alpha=1, seed=s) for s in (0, 0, 1)]
+    tasks = [multi_sbora.inject_task(mlp(), ["0", "2"], task=0, n_tasks=2, r=1, alpha=1, seed=s) for s in (0, 0, 1)]
     with torch.no_grad():
         for t in tasks:
             for _, layer in adapter_layers(t):
@@ -180,7 +180,7 @@ def test_merge_tasks_with_overlapping_tasks_changes_nothing():
     target = mlp()
     before = state(target)
     with pytest.raises(ValueError, match="overlap"):  # task 3 (seed 1) collides with an earlier one at some layer
-        sbora.merge_tasks(target, [tasks[0], sbora.inject_task(mlp(), ["0", "2"], 1, 2, 1, 1, seed=0), tasks[1]])
+        multi_sbora.merge_tasks(target, [tasks[0], multi_sbora.inject_task(mlp(), ["0", "2"], 1, 2, 1, 1, seed=0), tasks[1]])
     assert_unchanged(before, target)
 
 
