@@ -1,6 +1,6 @@
 """The course's language models, loaded offline.
 
-    model, tok = load_tinygpt()              # our GPT-2-style causal LM, data/models/tinygpt/ (~2.6M params)
+    model, tok = load_tinygpt()              # our GPT-2-style causal LM, data/models/tinygpt_v2/ (~2.6M params)
     PEFTCOURSE_LM=gpt2 jupyter lab            # ... or any GPT-2-family causal LM, every notebook unchanged
     model, tok = load_tinygpt("distilgpt2")  # the same switch as an argument (hub name or local folder)
     model, tok = load_minilm()               # the real all-MiniLM-L6-v2 encoder (BertModel, 22.7M params)
@@ -16,7 +16,7 @@ import torch
 
 from .runtime import ROOT
 
-COURSE_MODEL = "tinygpt_v2"   # the folder under data/models/ that the course loads ("tinygpt": the first model)
+COURSE_MODEL = "tinygpt_v2"   # the folder under data/models/ that the course loads
 COURSE_LM_DIR = os.path.join(ROOT, "data", "models", COURSE_MODEL)
 LM_ENV = "PEFTCOURSE_LM"   # a hub name (gpt2, distilgpt2) or a local folder: the notebooks then use that model
 GPT2_MODULES = ("c_attn", "c_proj", "c_fc")   # what the notebooks' target_modules name

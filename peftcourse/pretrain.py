@@ -32,7 +32,6 @@ from .runtime import ROOT, count_params, eval_mode, get_device, is_fast, seed_ev
 from .train import train
 
 CORPUS_DIR = os.path.join(ROOT, "data", "corpus")
-DEFAULT_OUT = os.path.join(ROOT, "data", "models", "tinygpt")   # never written by default: see main()
 EOS, PAD = "<|endoftext|>", "<|pad|>"
 PROMPTS = ["The return value is", "This function", "If the file", "A list is", "Raise ValueError if"]
 

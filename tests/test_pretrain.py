@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from peftcourse import pretrain
+from peftcourse import models, pretrain
 from peftcourse.data import DOC_SEP
 from peftcourse.train import train
 
@@ -21,8 +21,7 @@ SMALL = dict(n_embd=32, n_layer=1, n_head=2, block_size=32, n_positions=64, batc
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    before = os.path.getmtime(os.path.join(pretrain.DEFAULT_OUT, "config.json")) \
-        if os.path.exists(os.path.join(pretrain.DEFAULT_OUT, "config.json")) else None
+    before = os.path.getmtime(os.path.join(models.COURSE_LM_DIR, "config.json"))
     result = pretrain.main(["--out", str(out)] + TINY)
     return out, result, before
 
@@ -41,9 +40,7 @@ def test_fast_mode_runs_three_steps_into_the_given_folder(run):
 
 def test_committed_model_is_not_touched(run):
     _, _, before = run
-    path = os.path.join(pretrain.DEFAULT_OUT, "config.json")
-    if before is not None:
-        assert os.path.getmtime(path) == before
+    assert os.path.getmtime(os.path.join(models.COURSE_LM_DIR, "config.json")) == before
 
 
 def test_checkpoint_loads_with_auto_classes(run):
