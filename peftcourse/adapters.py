@@ -16,6 +16,9 @@ wrapping those projections, because both architectures add the residual after th
   * GPT-2 (pre-LN): the block computes h + dropout(c_proj(...)) for attention and MLP; wrapping
     `attn.c_proj` and `mlp.c_proj` puts the adapter before "+ h" (the LayerNorms sit at the start of
     each sublayer there, so "before the residual" is the whole requirement).
+  * Llama (SmolLM2, pre-RMSNorm like GPT-2): the decoder layer computes h + self_attn(...) and
+    h + mlp(...), whose last layers are `self_attn.o_proj` and `mlp.down_proj`; wrapping those puts
+    the adapter before "+ h" in the same way.
 The only difference: the adapter runs before the sublayer's dropout rather than after it.
 """
 import re
@@ -29,6 +32,7 @@ from .base import PEFTModule, build_layers, linear_dims, replace_layers
 HOULSBY_TARGETS = {
     "gpt2": ["attn.c_proj", "mlp.c_proj"],
     "bert": ["attention.output.dense", "output.dense"],  # the second also matches the first: both are wanted
+    "llama": ["self_attn.o_proj", "mlp.down_proj"],
 }
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -98,10 +102,12 @@ class SeriesAdapter(PEFTModule):
 
 
 def add_adapters(model, bottleneck, modules_to_save=None, activation="gelu"):
-    """Insert Houlsby adapters into every block of a GPT-2 (TinyGPT) or BERT (MiniLM) model; freeze the rest.
+    """Insert Houlsby adapters into every block of a GPT-2 (TinyGPT), BERT (MiniLM) or Llama (SmolLM2)
+    model; freeze the rest.
 
     modules_to_save: names that stay trainable, e.g. a classification head; Houlsby et al. also train
-    the LayerNorms (pass "LayerNorm" for BERT, ["ln_1", "ln_2", "ln_f"] for GPT-2). Returns the model.
+    the LayerNorms (pass "LayerNorm" for BERT, ["ln_1", "ln_2", "ln_f"] for GPT-2, "input_layernorm",
+    "post_attention_layernorm" and "model.norm" for Llama's RMSNorms). Returns the model.
     """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in HOULSBY_TARGETS:
@@ -116,7 +122,7 @@ def add_adapters(model, bottleneck, modules_to_save=None, activation="gelu"):
 
 def freeze_all_but_top(model, k, head=("pooler", "classifier")):
     """Top-layer fine-tuning, the baseline of Houlsby et al. Fig. 1: train only the last k transformer
-    blocks and the head (k=0: the head alone, on frozen features). Works for BERT and GPT-2 names."""
+    blocks and the head (k=0: the head alone, on frozen features). Works for BERT, GPT-2 and Llama names."""
     n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
     if not isinstance(n_layers, int):
         raise TypeError(f"freeze_all_but_top needs a transformers model with config.num_hidden_layers, "
@@ -125,7 +131,8 @@ def freeze_all_but_top(model, k, head=("pooler", "classifier")):
     head = (head,) if isinstance(head, str) else head
     if not isinstance(head, (list, tuple)) or not all(isinstance(h, str) and h for h in head):
         raise TypeError(f"head must be a module name or a list of names, got {head!r}")
-    block = re.compile(r"(?:^|\.)(?:layer|h)\.(\d+)\.")  # encoder.layer.N. (BERT) or transformer.h.N. (GPT-2)
+    # encoder.layer.N. (BERT), transformer.h.N. (GPT-2) or model.layers.N. (Llama)
+    block = re.compile(r"(?:^|\.)(?:layer|layers|h)\.(\d+)\.")
     train = {}
     for name, p in model.named_parameters():
         found = block.search(name)

@@ -6,9 +6,11 @@ Trainable parameters: n · d_model.
 
 Prefix tuning (Li & Liang 2021): n trainable key/value vectors are prepended INSIDE every attention layer,
 as if the model had already processed n tokens: they are handed to the model as its past key/values (a
-transformers Cache). Trainable parameters: n · layers · 2 · d_model (keys and values), or, with the
+transformers Cache). Trainable parameters: n · layers · 2 · d (keys and values), or, with the
 reparameterising MLP of §4.3 (Li & Liang found direct optimisation unstable),
-n · d + (d · h + h) + (h · layers · 2d + layers · 2d) for an MLP of hidden size h.
+n · d + (d · h + h) + (h · layers · 2d + layers · 2d) for an MLP of hidden size h. Here d is the width of
+one layer's keys: d_model in GPT-2; in a model with grouped-query attention (Llama, SmolLM2) the keys and
+values have fewer heads than the queries, so d = key/value heads · head size (as peft).
 
 Both follow peft (tuners/prompt_tuning, tuners/prefix_tuning, PeftModelForCausalLM.forward): the same
 parameter counts, the same layouts, so weights copied from peft give the same outputs (the tests check it).
@@ -45,6 +47,14 @@ def check_input_ids(input_ids):
 def freeze(model):
     for p in model.parameters():
         p.requires_grad_(False)
+
+
+def key_value_shape(config):
+    """(heads, head size) of one layer's keys and values. Grouped-query attention (Llama, SmolLM2) keeps
+    fewer key/value heads than query heads; GPT-2 has one key/value head per query head."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return heads, head_dim
 
 
 def extend_mask_and_labels(n, attention_mask, labels):
@@ -105,14 +115,15 @@ class PrefixTuning(PEFTModule):
         check_virtual_tokens(model, n_virtual_tokens)
         validate.flag("projection", projection)
         cfg = model.config
-        d = cfg.hidden_size
+        kv_heads, head_dim = key_value_shape(cfg)
+        d = kv_heads * head_dim  # one layer's key (or value) width: d_model in GPT-2, less with grouped queries
         if projection:
             hidden = validate.positive_int("encoder_hidden_size", d if encoder_hidden_size is None else encoder_hidden_size)
         elif encoder_hidden_size is not None:
             raise ValueError("encoder_hidden_size is the size of the reparameterising MLP: it needs projection=True")
         freeze(model)  # every argument is checked: now the caller's model may be frozen
         self.base = model
-        self.n_virtual_tokens, self.n_layers, self.n_heads = n_virtual_tokens, cfg.num_hidden_layers, cfg.num_attention_heads
+        self.n_virtual_tokens, self.n_layers, self.n_heads = n_virtual_tokens, cfg.num_hidden_layers, kv_heads
         self.projection = projection
         kv_size = self.n_layers * 2 * d  # a key and a value vector of size d per layer
         if projection:
