@@ -6,8 +6,9 @@
     model, tok = load_minilm()               # the real all-MiniLM-L6-v2 encoder (BertModel, 22.7M params)
     model, tok = load_minilm(num_labels=8)   # the same with a fresh, seeded classification head
     model, tok = load_hub("gpt2")            # any Hugging Face hub model, only when a network is there
-    model, tok = load_smollm2()              # SmolLM2-135M-Instruct (LlamaForCausalLM, 134.5M params), converted
-    PEFTCOURSE_LM=smollm2 jupyter lab         # ... once by `python -m peftcourse.models fetch-smollm2`
+    model, tok = load_smollm2()              # SmolLM2-135M-Instruct (LlamaForCausalLM, 134.5M params), once
+                                             # `python -m peftcourse.models fetch-smollm2` has converted it
+    PEFTCOURSE_LM=smollm2 jupyter lab         # load_tinygpt() returns SmolLM2 (Llama's module names: q_proj, ...)
 
 Weights are read from safetensors only (`use_safetensors=True`): no pickle is ever unpickled.
 """

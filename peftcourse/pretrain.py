@@ -121,18 +121,25 @@ def unigram_loss(train_blocks, val_blocks, vocab_size):
 # ---------------------------------------------------------------- held-out bits per byte
 
 @torch.no_grad()
-def bits_per_byte(model, tokenizer, text, batch_size=16):
+def bits_per_byte(model, tokenizer, text, batch_size=16, window=None, stride=None, sep_id=None):
     """Held-out bits per byte of a corpus text: the total next-token cross-entropy (nats) of all its
     tokens / ln 2 / its UTF-8 bytes. Documents are tokenized as in training (eos before and after each);
     windows of n_positions tokens overlap by half, so every token but the first few has at least half a
-    window of context."""
-    ids = [tokenizer.eos_token_id]
+    window of context.
+
+    For a model with a long context (SmolLM2: 8,192 positions) window and stride set the cost: every
+    token but the first few then has at least window - stride tokens of context. sep_id: the token
+    that separated documents in the model's own training (default: the tokenizer's eos, TinyGPT's)."""
+    sep = tokenizer.eos_token_id if sep_id is None else sep_id
+    ids = [sep]
     for doc in (d.strip() for d in text.split(DOC_SEP)):
         if doc:
-            ids += tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]
+            ids += tokenizer(doc)["input_ids"] + [sep]
     ids = torch.tensor(ids)
-    n = model.config.n_positions
-    stride = n // 2
+    n = window or model.config.n_positions
+    stride = stride or n // 2
+    if not 0 < stride <= n:
+        raise ValueError(f"stride must be in 1..window={n}, got {stride}")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -147,7 +154,7 @@ def bits_per_byte(model, tokenizer, text, batch_size=16):
     for i in range(0, len(spans), batch_size):
         group = spans[i:i + batch_size]
         width = max(end - s for s, end, _ in group)
-        x = torch.full((len(group), width), tokenizer.eos_token_id)
+        x = torch.full((len(group), width), sep)
         for row, (s, end, _) in enumerate(group):
             x[row, :end - s] = ids[s:end]
         logp = model(input_ids=x.to(device)).logits.float().log_softmax(-1).cpu()

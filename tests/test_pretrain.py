@@ -232,6 +232,11 @@ def test_bits_per_byte_scores_every_token_once():
     logp = model(input_ids=torch.tensor(ids[:-1])[:, None]).logits[:, 0].log_softmax(-1)   # each token alone
     expected = -logp.gather(-1, torch.tensor(ids[1:])[:, None]).sum().item() / math.log(2) / len(text.encode())
     assert pretrain.bits_per_byte(model, tok, text, batch_size=3) == pytest.approx(expected, rel=1e-4)
+    for window, stride in [(12, 9), (16, 16), (7, 1)]:   # a long-context model's cheaper windows (SmolLM2)
+        got = pretrain.bits_per_byte(model, tok, text, batch_size=2, window=window, stride=stride)
+        assert got == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="stride"):
+        pretrain.bits_per_byte(model, tok, text, window=8, stride=9)
 
 
 def test_compressor_bits_per_byte():
