@@ -243,3 +243,21 @@ def test_prefix_tuning_matches_peft_with_grouped_query_attention(projection):
     a.loss.backward()
     assert {n for n, p in ours.named_parameters() if p.grad is not None} == \
         ({"prefix"} | ({"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"} if projection else set()))
+
+
+def test_multi_sbora_merges_disjoint_tasks_into_a_plain_llama():
+    from peftcourse import multi_sbora
+    ids, mask, _ = batch()
+    energy = multi_sbora.input_energy(tiny_llama(), [{"input_ids": ids, "attention_mask": mask}], ALL)
+    assert len(energy) == 2 * len(ALL)
+    tasks = []
+    for task in range(2):
+        model = multi_sbora.inject_task(tiny_llama(), ALL, task, 2, r=4, alpha=8)
+        with torch.no_grad():
+            for _, layer in adapter_layers(model):
+                layer.B.normal_(std=0.05)
+        tasks.append(model)
+    merged = multi_sbora.merge_tasks(tiny_llama(), tasks)
+    name = "model.layers.1.mlp.down_proj"
+    expected = tiny_llama().get_submodule(name).weight + sum(t.get_submodule(name).delta_weight() for t in tasks)
+    torch.testing.assert_close(merged.get_submodule(name).weight, expected.detach(), atol=1e-6, rtol=0)
