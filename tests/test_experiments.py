@@ -327,14 +327,14 @@ def test_minilm_prepare_sweeps_only_the_families_without_a_fixed_rate(monkeypatc
     swept = []
 
     def fake_finetune(spec, lr, seed, cfg):
-        swept.append((E.FAMILY[spec["method"]], lr))
-        return {"val": lr}   # the largest rate scores best
-    monkeypatch.setattr(E, "finetune", fake_finetune)
+        swept.append((E.FAMILY[spec.method], lr))
+        return {"val": lr, "wall_s": 0.0}   # the largest rate scores best
+    monkeypatch.setattr(E.minilm, "finetune", fake_finetune)
     settings = {"full FT": E.FULL, "adapter b=4": E.adapter(4)}
-    config = E.minilm_prepare({"settings": settings, "lr_fixed": {"full FT": 5e-5}}, "full", "unused")
+    config, _ = E.minilm_prepare({"settings": settings, "lr_fixed": {"full FT": 5e-5}}, "full", "unused")
     assert config["lr"] == {"full FT": 5e-5, "adapter": max(E.LR_SWEEP["adapter"])}
     assert {fam for fam, _ in swept} == {"adapter"}                 # the fixed family is never swept
     assert list(config["lr_sweep"]) == ["adapter"]
     swept.clear()
-    class_size = E.minilm_prepare({"settings": settings, "lr_fixed": {"full FT": 5e-5}}, "class", "unused")
+    class_size, _ = E.minilm_prepare({"settings": settings, "lr_fixed": {"full FT": 5e-5}}, "class", "unused")
     assert class_size["lr"]["full FT"] == 5e-5 and not swept      # smaller sizes take the fixed rate too

@@ -1,8 +1,8 @@
-"""`python -m peftcourse.experiments ...`: the command line (main), run on portable CPU kernels."""
+"""`python -m peftcourse.experiments ...`: the command line (cli.main), restarted once on portable CPU kernels."""
 import os
 import sys
 
-from . import PORTABLE_KERNELS, main, needs_portable_kernels
+from .cli import PORTABLE_KERNELS, main, needs_portable_kernels
 
 if __name__ == "__main__":
     if needs_portable_kernels():   # torch reads these when it starts: restart this command with them set

@@ -1,0 +1,86 @@
+"""A notebook's plots of a stored result: the curves as a band over seeds (plot_curves), the final metric per
+setting (plot_summary, plot_summaries), each with a student's own run drawn over it. matplotlib is imported
+only when a plot is drawn."""
+import math
+
+import torch
+
+from .store import load_result
+from .verdict import summary
+
+
+def plot_summaries(names, ncols=2, height=None, width=None):
+    """plot_summary of several cached results on a grid, each titled with its name and verdict."""
+    from .. import plots
+    nrows = -(-len(names) // ncols)
+    fig, axes = plots.new_axes(ncols, nrows, width=width, height=height, sharex=True, squeeze=False)
+    for name, ax in zip(names, axes.flat):
+        plot_summary(name, ax=ax)
+        ax.set_title(f"{name}: {load_result(name)['verdict']}")
+        ax.tick_params(labelbottom=True)   # a shared axis still gets its numbers on every panel (one may be hidden)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def _student_curves(student):
+    return {} if student is None else student.get("curves", {})
+
+
+def plot_curves(result, student=None, curve="loss", ax=None, legend_where="right"):
+    """The cached run as a band (mean ± sd over seeds) per setting and the student's own run drawn over it.
+
+    result / student: result dicts (load_result(...), run_experiment(..., size="class")) or names to load.
+    """
+    from .. import plots
+    result = load_result(result) if isinstance(result, str) else result
+    if "curves" not in result:
+        raise ValueError(f"{result['name']}'s result stores no curves")
+    if ax is None:
+        _, ax = plots.new_axes()
+    steps_key = "eval_steps" if curve != "loss" else "loss_steps"
+    for setting, st in plots.styles(result["curves"]).items():
+        c = result["curves"][setting]
+        if curve not in c:
+            raise KeyError(f"curve {curve!r} not stored; there are {sorted(k for k in c if not k.endswith('steps'))}")
+        per_seed = torch.tensor(c[curve], dtype=torch.float64)   # (seeds, points)
+        mean, sd = per_seed.mean(0), (per_seed.std(0) if len(per_seed) > 1 else torch.zeros_like(per_seed[0]))
+        ax.fill_between(c[steps_key], mean - sd, mean + sd, color=st["color"], alpha=0.2, lw=0)
+        ax.plot(c[steps_key], mean, color=st["color"], linestyle=st["linestyle"], marker=st["marker"], ms=4,
+                label=f"{setting} ({len(per_seed)} seeds)")
+        mine = _student_curves(student).get(setting)
+        if mine is not None:
+            ax.plot(mine[steps_key], mine[curve][0], color=st["color"], lw=2.5, alpha=0.9, marker="*", ms=9,
+                    linestyle="-", label=f"{setting}: your run")
+    ax.set_xlabel("step")
+    ax.set_ylabel(curve.replace("_", " "))
+    ax.set_title(f"{result['claim']}: {result['name']}")
+    plots.legend(ax, legend_where)
+    return ax
+
+
+def plot_summary(result, student=None, ax=None):
+    """Final metric per setting: every seed as a dot, mean ± 2 SE as a bar, the student's value as a star."""
+    from .. import plots
+    result = load_result(result) if isinstance(result, str) else result
+    if ax is None:
+        _, ax = plots.new_axes(height=0.6 + 0.5 * len(result["results"]))
+    st = plots.styles(result["results"])
+    for i, (setting, values) in enumerate(result["results"].items()):
+        mean, sd, n = summary(values)
+        ax.errorbar(mean, i, xerr=2 * sd / math.sqrt(n), fmt=st[setting]["marker"], color=st[setting]["color"],
+                    ms=8, capsize=4)
+        ax.scatter(values, [i + 0.15] * n, s=12, color=st[setting]["color"], alpha=0.6)
+        ax.annotate(f"{mean:.3f}", (mean, i - 0.3), ha="center", fontsize=8)
+        if student is not None and setting in student["results"]:
+            ax.scatter(student["results"][setting], [i - 0.15] * len(student["results"][setting]), marker="*",
+                       s=120, color=st[setting]["color"], edgecolor="black", zorder=3,
+                       label="your run" if i == 0 else None)
+    ax.set_yticks(range(len(result["results"])), list(result["results"]))
+    ax.set_ylim(-0.7, len(result["results"]) - 0.3)
+    ax.set_xlabel(f"{result['metric']} (dots: seeds; bar: mean ± 2 SE)")
+    ax.set_title(f"{result['claim']}: {result['verdict']}")
+    if student is not None:
+        plots.legend(ax)
+    return ax
