@@ -4,10 +4,14 @@ import glob
 import json
 import math
 import os
+import statistics
+import subprocess
 
 import matplotlib
 import pytest
+import torch
 
+from peftcourse import data, models, runtime
 from peftcourse import experiments as E
 
 matplotlib.use("Agg")
@@ -72,23 +76,59 @@ def test_reproduce_reruns_a_stored_seed(tmp_path):
         E.reproduce("lora_vs_full_ft", 7, size="smoke", results_dir=str(tmp_path))
 
 
-# ---------------------------------------------------------------- the verdict rule
+# ---------------------------------------------------------------- the verdict rule (v2: paired, t-intervals, TOST)
+
+WHY = "a sentence from the paper"
+
 
 def fake(kind, a_values, b_values, margin=0.02):
-    comparison = {"better": E.better("A", "B"), "parity": E.parity("A", "B", margin)}[kind]
+    comparison = {"better": E.better("A", "B"), "parity": E.parity("A", "B", margin, why=WHY)}[kind]
     return E.judge(comparison, {"A": a_values, "B": b_values}, {}, higher_is_better=True)[0]
 
 
-def test_better_needs_the_papers_sign_outside_two_standard_errors():
+def test_better_needs_the_95_percent_interval_of_the_paired_gap_above_zero():
     assert fake("better", [0.90, 0.91, 0.92], [0.80, 0.81, 0.82]) == "reproduced"
-    assert fake("better", [0.90, 0.80, 0.85], [0.84, 0.83, 0.85]) == "partly"        # right sign, inside the spread
+    assert fake("better", [0.90, 0.80, 0.85], [0.84, 0.83, 0.85]) == "partly"        # mean ahead, interval reaches 0
     assert fake("better", [0.80, 0.81, 0.82], [0.90, 0.91, 0.92]) == "not reproduced"
 
 
-def test_parity_needs_the_gap_inside_the_spread():
-    assert fake("parity", [0.90, 0.92, 0.88], [0.91, 0.89, 0.90]) == "reproduced"
-    assert fake("parity", [0.900, 0.901, 0.902], [0.890, 0.891, 0.892]) == "partly"  # outside 2 SE, within the margin
+def test_pairing_sees_a_consistent_gap_that_separate_means_would_miss():
+    # each setting spreads 0.1 over seeds, but a is ahead by 0.01 on every seed: paired, that is clear evidence
+    a, b = [0.70, 0.80, 0.90, 0.75, 0.85], [0.69, 0.79, 0.89, 0.74, 0.84]
+    assert fake("better", a, b) == "reproduced"
+    welch_se = math.sqrt(statistics.variance(a) / 5 + statistics.variance(b) / 5)
+    assert 0.01 < 2 * welch_se   # the unpaired rule would have called it inside the spread
+
+
+def test_parity_is_equivalence_inside_the_margin_not_a_difference_not_found():
+    assert fake("parity", [0.90, 0.901, 0.899, 0.902], [0.90, 0.90, 0.90, 0.90]) == "reproduced"
+    # a noisy experiment: no difference is detected, but the 90 % interval does not fit inside ±0.02
+    assert fake("parity", [0.95, 0.85, 0.93, 0.86], [0.88, 0.90, 0.87, 0.91]) == "partly"
     assert fake("parity", [0.90, 0.91, 0.92], [0.80, 0.81, 0.82]) == "not reproduced"
+    # a consistent one-point gap on every seed: inside a 2-point margin, so equivalent; outside a half-point one
+    a, b = [0.81, 0.82, 0.83, 0.80, 0.84], [0.80, 0.81, 0.82, 0.79, 0.83]
+    assert fake("parity", a, b, margin=0.02) == "reproduced" and fake("parity", a, b, margin=0.005) == "not reproduced"
+
+
+def test_the_interval_uses_student_t_with_n_minus_1_degrees_of_freedom():
+    mean, low, high = E.interval([1.0, 2.0, 3.0, 4.0, 5.0], 0.95)
+    assert mean == 3.0 and high - mean == pytest.approx(2.776445 * statistics.stdev([1, 2, 3, 4, 5]) / math.sqrt(5))
+    assert E.interval([1.0], 0.95)[1:] == (-math.inf, math.inf)   # one seed: no interval, so never "reproduced"
+    assert fake("better", [0.9], [0.1]) == "partly"
+
+
+def test_only_the_counted_seeds_judge():
+    comparison = E.better("A", "B")
+    results = {"A": [0.99, 0.80, 0.81, 0.82], "B": [0.10, 0.90, 0.91, 0.92]}   # seed 0 favours A, the rest B
+    assert E.judge(comparison, results, {}, True, seeds=[0, 1, 2, 3])[0] == "partly"
+    assert E.judge(comparison, results, {}, True, seeds=[0, 1, 2, 3], counted={1, 2, 3})[0] == "not reproduced"
+
+
+def test_a_parity_margin_needs_a_positive_value_and_its_reason():
+    with pytest.raises(ValueError, match="positive number"):
+        E.parity("A", "B", 0.0, why=WHY)
+    with pytest.raises(ValueError, match="justification"):
+        E.parity("A", "B", 0.02, why=" ")
 
 
 def test_lower_is_better_flips_the_sign():
@@ -98,14 +138,88 @@ def test_lower_is_better_flips_the_sign():
 
 def test_fraction_and_the_combined_verdict():
     exp = E.get("lora_vs_full_ft")
-    results = {"full FT": [0.90, 0.91, 0.92], "LoRA (q,v) r=8": [0.91, 0.90, 0.92]}
+    results = {"full FT": [0.90, 0.91, 0.92, 0.90, 0.91], "LoRA (q,v) r=8": [0.901, 0.909, 0.921, 0.899, 0.911]}
+    seeds, counted = [1, 2, 3, 4, 5], {1, 2, 3, 4, 5}
     small = {"trainable_percent": {"LoRA (q,v) r=8": 0.3}}
     large = {"trainable_percent": {"LoRA (q,v) r=8": 3.0}}
-    assert E.verdict(exp, results, small)[0] == "reproduced"
-    assert E.verdict(exp, results, large)[0] == "partly"     # parity holds, the fraction does not
-    worse = {"full FT": [0.90, 0.91, 0.92], "LoRA (q,v) r=8": [0.5, 0.51, 0.52]}
-    verdict, why = E.verdict(exp, worse, large)
-    assert verdict == "not reproduced" and "0.510" in why and "3.00 %" in why   # the sentence carries the numbers
+    assert E.verdict(exp, results, small, seeds, counted)[0] == "reproduced"
+    assert E.verdict(exp, results, large, seeds, counted)[0] == "partly"     # parity holds, the fraction does not
+    worse = {"full FT": [0.90, 0.91, 0.92, 0.90, 0.91], "LoRA (q,v) r=8": [0.5, 0.51, 0.52, 0.5, 0.51]}
+    verdict, why = E.verdict(exp, worse, large, seeds, counted)
+    assert verdict == "not reproduced" and "-0.400" in why and "3.00 %" in why   # the sentence carries the numbers
+
+
+# ---------------------------------------------------------------- pre-registration and confirmation
+
+DESIGNS = [n for n, e in E.REGISTRY.items() if not e.is_control]
+
+
+def git(*args):
+    return subprocess.run(["git", *args], cwd=E.ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", DESIGNS)
+def test_every_design_is_registered_with_disjoint_confirmation_seeds(name):
+    exp = E.get(name)
+    assert len(exp.confirmation_seeds) >= 5 and not set(exp.confirmation_seeds) & set(exp.selection_seeds)
+    assert exp.registered_commit and (exp.follow_up_of is None or E.get(exp.follow_up_of).claim == exp.claim)
+    assert exp.follow_up_of is None or E.get(exp.follow_up_of).follow_up_of is None   # it follows the first design
+    if not git("rev-parse", "--git-dir").returncode and os.path.isfile(E.result_path(name)):
+        result = E.load_result(name)
+        assert git("cat-file", "-e", exp.registered_commit + "^{commit}").returncode == 0
+        # every seed that judges ran after the registration: in a run whose commit descends from it
+        added = result.get("confirmation_runs", [])
+        later = {s for run in added for s in run["seeds"]}
+        runs = [{"seeds": [s for s in result["seeds"] if s not in later], "commit": result["commit"]}] + added
+        for run in runs:
+            if set(run["seeds"]) & set(result["confirmation_seeds"]):
+                assert git("merge-base", "--is-ancestor", exp.registered_commit, run["commit"]).returncode == 0, run
+
+
+def test_each_claim_has_one_first_design():
+    for claim in E.all_claims():
+        firsts = [n for n in DESIGNS if E.get(n).claim == claim and not E.get(n).follow_up_of]
+        assert len(firsts) == 1, (claim, firsts)
+
+
+def test_seeds_pair_the_settings_minilm():
+    """Seed s gives every MiniLM setting the same head initialisation and the same data order."""
+    cfg = E.get("lora_rank").config("smoke")
+    heads = []
+    for spec in (E.FULL, E.Spec("lora", ["query", "value"], 1, 8)):
+        runtime.seed_everything(3)
+        model, tok = models.load_minilm(num_labels=8, seed=3)
+        heads.append(model.classifier.weight.detach().clone())
+        E.build(model, spec)
+    assert torch.equal(heads[0], heads[1])
+    train_set, _, _ = E.minilm_splits(cfg)
+    orders = []
+    for _ in range(2):
+        torch.manual_seed(len(orders))   # another global RNG state: the order must not depend on it
+        batches = data.classification_batches(tok, train_set, batch_size=4, seed=3, max_length=12)
+        orders.append([b["labels"].tolist() for b in batches])
+    assert orders[0] == orders[1]
+
+
+def test_confirm_adds_the_missing_seeds_and_judges_again(tmp_path):
+    first = E.run_experiment("lora_rank", [0, 1, 2], "full", config=smoke_config("lora_rank"), log=quiet)
+    assert first["verdict"] == E.PENDING and first["confirmation_seeds"] == [1, 2, 3, 4, 5]
+    E.write_result(first, "full", str(tmp_path), quiet)
+    merged = E.confirm("lora_rank", results_dir=str(tmp_path), log=quiet)
+    assert merged["seeds"] == [0, 1, 2, 3, 4, 5] and merged["verdict"] != E.PENDING
+    assert merged["confirmation_runs"][0]["seeds"] == [3, 4, 5]
+    assert len(merged["curves"]["LoRA (q,v) r=1"]["loss"]) == 6
+    alone = E.run_experiment("lora_rank", [3], "full", config=smoke_config("lora_rank"), log=quiet)
+    assert merged["results"]["LoRA (q,v) r=1"][3] == alone["results"]["LoRA (q,v) r=1"][0]   # seed 3 as run alone
+    with pytest.raises(ValueError, match="already stored"):
+        E.add_seeds(merged, alone)
+
+
+def smoke_config(name):
+    """A finished config at smoke size (rates fixed), to run 'full-size' bookkeeping on tiny runs."""
+    exp = E.get(name)
+    config = exp.config("smoke")
+    return exp.prepare(config, "smoke", name)[0] if exp.prepare else config
 
 
 # ---------------------------------------------------------------- committed results
@@ -189,9 +303,10 @@ def test_readme_table_is_the_generated_one():
     assert E.results_table() in text and E.claims_table() in text and E.tally() in text
 
 
-def test_claims_table_separates_designed_experiments_from_controls(tmp_path):
+def test_claims_table_shows_first_design_best_follow_up_and_controls(tmp_path):
+    names = ("lora_rank", "lora_rank_pooler_long", "lora_rank_pooler")
     verdicts = {}
-    for name in ("lora_rank", "lora_rank_pooler"):
+    for name in names:
         if not os.path.isfile(E.result_path(name)):
             pytest.skip("no committed results yet")
         result = E.load_result(name)
@@ -200,14 +315,16 @@ def test_claims_table_separates_designed_experiments_from_controls(tmp_path):
             json.dump(result, f)
     table = E.claims_table(results_dir=str(tmp_path)).splitlines()
     assert len(table) == 3   # header, rule, one claim: only claims with a result file get a row
-    claim, designed, controls = [cell.strip() for cell in table[2].strip("|").split("|")]
+    claim, first, follow_up, controls = [cell.strip() for cell in table[2].strip("|").split("|")]
     assert claim == "C2"
-    assert designed == f"`lora_rank`: {verdicts['lora_rank']}"
+    assert first == f"`lora_rank`: {verdicts['lora_rank']}"
+    assert follow_up == f"`lora_rank_pooler_long`: {verdicts['lora_rank_pooler_long']}"
     assert controls == f"`lora_rank_pooler`: {verdicts['lora_rank_pooler']}"
     assert E.is_control("lora_rank_pooler") and not E.is_control("lora_rank")
-    # the tally counts designed experiments only: a reproduced control does not make its claim reproduced
-    expected = "C2 (1 of" if verdicts["lora_rank"] == "reproduced" else "none ("
-    assert expected in E.tally(results_dir=str(tmp_path))
+    # the tally names first designs and follow-ups apart; a control never counts for its claim
+    lines = E.tally(results_dir=str(tmp_path)).splitlines()
+    assert f"{verdicts['lora_rank']} C2" in lines[0] and f"{verdicts['lora_rank_pooler_long']} C2" in lines[1]
+    assert "lora_rank_pooler" not in E.tally(results_dir=str(tmp_path))
 
 
 def test_plots_draw_the_band_and_the_students_run(smoke_results):
@@ -223,9 +340,11 @@ def test_one_line_and_the_summary_grid_read_the_cached_results():
     names = ["lora_rank", "lora_rank_pooler", "lora_rank_pooler_long"]
     result = E.load_result(names[2])
     line = E.one_line(result)
-    assert line.startswith(f"lora_rank_pooler_long ({result['config']['steps']} steps, {len(result['seeds'])} seeds)")
+    counted = E.counted_values(result)
+    n = len(next(iter(counted.values())))
+    assert line.startswith(f"lora_rank_pooler_long ({result['config']['steps']} steps, {n} confirmation seeds)")
     assert line.endswith(f"→ {result['verdict']}")
-    assert all(f"{s} {E.summary(v)[0]:.3f}" in line for s, v in result["results"].items())
+    assert all(f"{s} {E.summary(v)[0]:.3f}" in line for s, v in counted.items())
     fig = E.plot_summaries(names, ncols=2)   # three results on a 2 x 2 grid: the fourth panel hidden
     shown = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in shown] == [f"{n}: {E.load_result(n)['verdict']}" for n in names]
@@ -260,9 +379,25 @@ def test_describe_prints_the_cached_numbers(capsys):
     result = E.load_result(os.path.basename(COMMITTED[0])[:-5])
     E.describe(result)
     out = capsys.readouterr().out
-    assert out.startswith(f"{result['claim']}: ") and f"verdict: {result['verdict']}." in out
-    for setting, values in result["results"].items():   # each setting's mean, as the verdict computed it
+    assert out.startswith(f"{result['claim']} (") and f"verdict: {result['verdict']}." in out
+    for setting, values in E.counted_values(result).items():   # each setting's mean over the seeds the verdict counts
         assert f"{setting}" in out and f"{E.summary(values)[0]:.3f}" in out
+    assert "paired gap" in out and "seed by seed" in out   # the evidence itself, one gap per confirmation seed
+    counted = [s for s in result["confirmation_seeds"] if s in result["seeds"]]
+    assert all(f"{s}: " in out.split("seed by seed: ")[1] for s in counted)
+
+
+def test_plot_gaps_draws_the_gaps_the_verdict_reads():
+    result = E.load_result("lora_rank")
+    ax = E.plot_gaps(result)
+    counted = [s for s in result["confirmation_seeds"] if s in result["seeds"]]
+    verdict, _, gaps = E.judge(E.get("lora_rank").compare[0], result["results"], result["config"], True,
+                               result["seeds"], set(counted))
+    xs = sorted(float(x) for c in ax.collections for x, _ in c.get_offsets() if len(c.get_offsets()) == len(counted))
+    assert xs == pytest.approx(sorted(gaps.values()))   # one dot per confirmation seed, at its paired gap
+    assert ax.get_title() == f"lora_rank (parity): {verdict}"
+    with pytest.raises(ValueError, match="comparison must be an index"):
+        E.plot_gaps(result, comparison=3)
 
 
 def test_tinygpt_experiments_record_what_they_claim(smoke_results):

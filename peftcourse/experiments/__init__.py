@@ -36,15 +36,17 @@ from .merging import (TASK_FEATURE_KINDS, TASK_OPS, cross_talk, merge_prepare, m
 from .minilm import (FAMILY, HEAD_LR, LR_SWEEP, MINILM_DATA, RUN_CACHE, SWEEP_SPEC, build, finetune, load_run_cache,
                      minilm_experiment, minilm_labels, minilm_prepare, minilm_sizes, minilm_splits, run_key,
                      run_minilm, with_head_lr)
-from .plots import plot_curves, plot_summaries, plot_summary
+from .plots import plot_curves, plot_gaps, plot_summaries, plot_summary
 from .quantization import FORMAT_SETTINGS, embed, round_trip
 from .registry import (FULL, REGISTRY, SIZES, TOP_LAYER, Experiment, Spec, adapter, count_weights, experiment, get,
                        pooled)
-from .report import (TABLE_END, TABLE_START, all_claims, claims_table, class_size, describe, is_control, one_line,
-                     rerun, results_table, tally, write_readme_table)
-from .store import (ENV_KEYS, KEYS, REPRODUCE_TOLERANCE, RESULTS_DIR, ROOT, check_seeds, device_name, git_commit,
-                    load_result, reproduce, result_path, run_experiment, validate_result)
+from .report import (TABLE_END, TABLE_START, all_claims, best_follow_up, claim_results, claims_table, class_size,
+                     describe, gap_lines, is_control, one_line, rerun, results_table, tally, write_readme_table)
+from .store import (ENV_KEYS, KEYS, OPTIONAL_KEYS, PENDING, REPRODUCE_TOLERANCE, RESULTS_DIR, ROOT, add_seeds,
+                    check_seeds, confirm, counted_values, device_name, git_commit, judge_result, judged_seeds,
+                    load_result, reproduce, result_path, run_experiment, stamp, validate_result, write_result)
 from .tinygpt import (DOMAIN_BLOCK, GPT2_TARGETS, TINY_LR_EXTEND, TINY_LR_SWEEP, adapt_to_domain, arithmetic_prepare,
                       arithmetic_split, domain_prepare, fresh_tinygpt, learn_arithmetic, memorize_uuids, run_record,
                       tiny_sweep, tinygpt_runs, tinygpt_with, touched_columns, uuid_prepare, with_settings)
-from .verdict import VERDICTS, better, fraction, judge, parity, summary, verdict
+from .verdict import (BETTER_LEVEL, PARITY_LEVEL, VERDICTS, better, combine, fraction, interval, judge, paired_gaps,
+                      parity, summary, verdict)

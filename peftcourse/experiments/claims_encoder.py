@@ -14,7 +14,23 @@ def lora(targets, r, method="lora"):
 POOLED_ADAPTER, TOP_LAYER_LABEL = "adapter b=64 + pooler", "top-layer (last block + head)"
 # C4 with the pooler trained (top-layer tuning trains it too)
 HOULSBY_POOLED = {"full FT": FULL, POOLED_ADAPTER: pooled(adapter(64)), TOP_LAYER_LABEL: TOP_LAYER}
-HOULSBY_COMPARE = [parity(POOLED_ADAPTER, "full FT", margin=0.02), better(POOLED_ADAPTER, TOP_LAYER_LABEL),
+# Each parity margin with the sentence from the paper that justifies it (declared with the designs; the values
+# are those they were registered with). One sentence of MiniLM's 400-sentence test set is 0.25 points.
+C1_MARGIN = dict(margin=0.02, why="LoRA Table 2 (RoBERTa-base) puts LoRA within 1.1 points of full fine-tuning on "
+                                  "seven of eight GLUE tasks: 2 points of accuracy is that gap with room for a small "
+                                  "test set")
+C2_MARGIN = dict(margin=0.02, why="LoRA Table 6: on W_q, W_v, r = 1 and r = 64 differ by at most 0.5 points on "
+                                  "WikiSQL and MultiNLI: 2 points of accuracy, C1's allowance")
+C4_MARGIN = dict(margin=0.02, why="Houlsby et al. Table 1: adapters 80.0 vs full fine-tuning 80.4 on GLUE, 0.4 points "
+                                  "apart on average: 2 points of accuracy, C1's allowance")
+C6_MARGIN = dict(margin=0.02, why="QLoRA Table 3 and Fig. 3: 4-bit NF4 + DQ runs within a few tenths of a point of "
+                                  "16-bit LoRA on GLUE and MMLU: 2 points of accuracy, C1's allowance")
+C7_MARGIN = dict(margin=0.02, why="DoRA Fig. 5: the gain over LoRA falls from 22.4 points at r = 4 to 3.7 at r = 32; "
+                                  "at r = 8 on an 8-label task, level means within 2 points of accuracy, C1's allowance")
+C9_MARGIN = dict(margin=0.02, why="SBoRA Tables 2-3: SBoRA-FA stays within about a point of LoRA at the same rank: "
+                                  "2 points of accuracy, C1's allowance")
+
+HOULSBY_COMPARE = [parity(POOLED_ADAPTER, "full FT", **C4_MARGIN), better(POOLED_ADAPTER, TOP_LAYER_LABEL),
                    fraction(POOLED_ADAPTER, 5.0)]   # Houlsby's claim: near full FT, ahead of top-layer, a few %
 PAPER_LENGTH = {"steps": 192, "eval_every": 64}   # about three epochs (LoRA Appendix D and Houlsby et al. §3.1 train
                                                   # for several); the full size's 64 steps are about one
@@ -27,7 +43,7 @@ minilm_experiment(
     paper="LoRA (Hu et al. 2021) Table 2: RoBERTa-large GLUE average 89.0 (LoRA, 0.8 M) vs 88.9 (full FT, 355 M); "
           "lecture slide 'LoRA: results'",
     settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)},
-    compare=[parity("LoRA (q,v) r=8", "full FT", margin=0.02), fraction("LoRA (q,v) r=8", 1.0)])
+    compare=[parity("LoRA (q,v) r=8", "full FT", **C1_MARGIN), fraction("LoRA (q,v) r=8", 1.0)])
 
 minilm_experiment(   # the control of C1: is LoRA's gap at 64 steps a matter of training length?
     "lora_vs_full_ft_long", claim="C1",
@@ -36,7 +52,7 @@ minilm_experiment(   # the control of C1: is LoRA's gap at 64 steps a matter of 
           "lora_vs_full_ft is about one epoch; lecture slide 'LoRA: results'",
     settings={"full FT": FULL, "LoRA (q,v) r=8": lora(QV, 8)}, full=PAPER_LENGTH,
     lr_from="lora_vs_full_ft",
-    compare=[parity("LoRA (q,v) r=8", "full FT", margin=0.02), fraction("LoRA (q,v) r=8", 1.0)])
+    compare=[parity("LoRA (q,v) r=8", "full FT", **C1_MARGIN), fraction("LoRA (q,v) r=8", 1.0)])
 
 minilm_experiment(   # the second control of C1: is it the frozen pooler (LoRA's RoBERTa head trains its dense layer)?
     "lora_vs_full_ft_pooler", claim="C1",
@@ -45,7 +61,7 @@ minilm_experiment(   # the second control of C1: is it the frozen pooler (LoRA's
     paper="LoRA (Hu et al. 2021) Table 2 trains RoBERTa's classification head (dense + output) in full; "
           "BertForSequenceClassification's equivalent is pooler + classifier; lecture slide 'LoRA: results'",
     settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": pooled(lora(QV, 8))}, lr_from="lora_vs_full_ft",
-    compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
+    compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", **C1_MARGIN), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
 
 minilm_experiment(   # both controls of C1 together: the paper's head (pooler trained) and about three epochs
     "lora_vs_full_ft_pooler_long", claim="C1",
@@ -55,7 +71,7 @@ minilm_experiment(   # both controls of C1 together: the paper's head (pooler tr
           "head trained in full, 10-80 epochs (Appendix D); lecture slide 'LoRA: results'",
     settings={"full FT": FULL, "LoRA (q,v) r=8 + pooler": pooled(lora(QV, 8))},
     full=PAPER_LENGTH, lr_from="lora_vs_full_ft",
-    compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", margin=0.02), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
+    compare=[parity("LoRA (q,v) r=8 + pooler", "full FT", **C1_MARGIN), fraction("LoRA (q,v) r=8 + pooler", 1.0)])
 
 minilm_experiment(   # the control of C2: the same with the pooler trained
     "lora_rank_pooler", claim="C2",
@@ -63,7 +79,7 @@ minilm_experiment(   # the control of C2: the same with the pooler trained
     paper="LoRA (Hu et al. 2021) Table 6: GPT-3 WikiSQL 73.4 (r = 1) vs 73.5 (r = 64); lecture slide 'How small can r be?'",
     settings={"LoRA (q,v) r=1 + pooler": pooled(lora(QV, 1)),
               "LoRA (q,v) r=64 + pooler": pooled(lora(QV, 64))}, lr_from="lora_rank",
-    compare=[parity("LoRA (q,v) r=1 + pooler", "LoRA (q,v) r=64 + pooler", margin=0.02)])
+    compare=[parity("LoRA (q,v) r=1 + pooler", "LoRA (q,v) r=64 + pooler", **C2_MARGIN)])
 
 minilm_experiment(
     "lora_rank", claim="C2",
@@ -71,7 +87,7 @@ minilm_experiment(
     paper="LoRA (Hu et al. 2021) Table 6: GPT-3 WikiSQL 73.4 (r = 1) vs 73.5 (r = 64) on (W_q, W_v); "
           "lecture slide 'How small can r be?'",
     settings={"LoRA (q,v) r=1": lora(QV, 1), "LoRA (q,v) r=64": lora(QV, 64)},
-    compare=[parity("LoRA (q,v) r=1", "LoRA (q,v) r=64", margin=0.02)])
+    compare=[parity("LoRA (q,v) r=1", "LoRA (q,v) r=64", **C2_MARGIN)])
 
 minilm_experiment(
     "lora_targets", claim="C3",
@@ -88,7 +104,7 @@ minilm_experiment(
           "top-layer tuning falls behind at a similar budget; lecture slide 'Adapters'",
     settings={"full FT": FULL, "adapter b=64": adapter(64),
               "top-layer (last block + head)": TOP_LAYER},
-    compare=[parity("adapter b=64", "full FT", margin=0.02), better("adapter b=64", "top-layer (last block + head)"),
+    compare=[parity("adapter b=64", "full FT", **C4_MARGIN), better("adapter b=64", "top-layer (last block + head)"),
              fraction("adapter b=64", 5.0)])
 
 minilm_experiment(   # the control of C3: the same budget comparison with the paper's head (pooler trained)
@@ -116,7 +132,7 @@ minilm_experiment(
           "most at r = 4 (+22.4 points) vs r = 32 (+3.7); lecture slide 'DoRA: results'",
     settings={"LoRA (q,v) r=1": lora(QV, 1), "DoRA (q,v) r=1": lora(QV, 1, "dora"),
               "LoRA (q,v) r=8": lora(QV, 8), "DoRA (q,v) r=8": lora(QV, 8, "dora")},
-    compare=[better("DoRA (q,v) r=1", "LoRA (q,v) r=1"), parity("DoRA (q,v) r=8", "LoRA (q,v) r=8", margin=0.02)])
+    compare=[better("DoRA (q,v) r=1", "LoRA (q,v) r=1"), parity("DoRA (q,v) r=8", "LoRA (q,v) r=8", **C7_MARGIN)])
 
 minilm_experiment(   # the control of C7: the frozen pooler held C1 and C2 back; does it hide DoRA's low-rank gain?
     "dora_vs_lora_pooler", claim="C7",
@@ -139,7 +155,7 @@ minilm_experiment(
     settings={"LoRA (q,v) r=1 + pooler": pooled(lora(QV, 1)),
               "LoRA (q,v) r=64 + pooler": pooled(lora(QV, 64))},
     full=PAPER_LENGTH, lr_from="lora_rank",
-    compare=[parity("LoRA (q,v) r=1 + pooler", "LoRA (q,v) r=64 + pooler", margin=0.02)])
+    compare=[parity("LoRA (q,v) r=1 + pooler", "LoRA (q,v) r=64 + pooler", **C2_MARGIN)])
 
 minilm_experiment(
     "lora_targets_pooler_long", claim="C3",
@@ -170,7 +186,7 @@ minilm_experiment(   # top-layer tuning above trains 8.5 % of the weights, the a
     settings={"full FT": FULL, "adapter b=192 + pooler": pooled(adapter(192)),
               "top-layer (last block + head)": TOP_LAYER},
     full=PAPER_LENGTH, lr_from="adapters_vs_top_layer",
-    compare=[parity("adapter b=192 + pooler", "full FT", margin=0.02),
+    compare=[parity("adapter b=192 + pooler", "full FT", **C4_MARGIN),
              better("adapter b=192 + pooler", "top-layer (last block + head)")])
 
 minilm_experiment(   # the control of C4's designs: how much is already in the frozen encoder's features?
@@ -182,7 +198,7 @@ minilm_experiment(   # the control of C4's designs: how much is already in the f
     settings={"full FT": FULL, "top-layer (last block + head)": TOP_LAYER,
               "head only (pooler + classifier)": Spec("top", extra={"k": 0})},
     full=PAPER_LENGTH, lr_from="adapters_vs_top_layer",
-    compare=[parity("head only (pooler + classifier)", "full FT", margin=0.02)])
+    compare=[parity("head only (pooler + classifier)", "full FT", **C4_MARGIN)])
 
 # C4 where the frozen encoder's top features do not answer the task: is a sentence as written, or are two
 # neighbouring words swapped (CoLA-like; GLUE's CoLA is one of Houlsby's tasks)? 32 tokens, so that the swapped
@@ -207,7 +223,7 @@ minilm_experiment(   # the control of the word-order runs: full FT at its sweep'
           "with its own swept rate; lecture slide 'Adapters'",
     settings={"full FT": FULL, "adapter b=64 + pooler": pooled(adapter(64))},
     full=PAPER_LENGTH, task=WORD_ORDER, lr_from="adapters_vs_top_layer_word_order", lr_fixed={"full FT": 1e-4},
-    compare=[parity("adapter b=64 + pooler", "full FT", margin=0.02)])
+    compare=[parity("adapter b=64 + pooler", "full FT", **C4_MARGIN)])
 
 minilm_experiment(
     "dora_vs_lora_pooler_long", claim="C7",
@@ -230,7 +246,7 @@ minilm_experiment(
     settings={"LoRA (q,v) r=4 + pooler": pooled(lora(QV, 4)),
               "SBoRA-FA (q,v) r=4 + pooler": pooled(SWEEP_SPEC["SBoRA-FA"])},
     full=PAPER_LENGTH, lr_from="lora_targets",
-    compare=[parity("SBoRA-FA (q,v) r=4 + pooler", "LoRA (q,v) r=4 + pooler", margin=0.02)])
+    compare=[parity("SBoRA-FA (q,v) r=4 + pooler", "LoRA (q,v) r=4 + pooler", **C9_MARGIN)])
 
 minilm_experiment(
     "qlora_vs_lora", claim="C6",
@@ -239,4 +255,4 @@ minilm_experiment(
           "(RoBERTa/T5 GLUE, LLaMA MMLU); lecture slide 'QLoRA: results'",
     settings={"LoRA (all linear) r=8": lora(["query", "key", "value", "dense"], 8),
               "QLoRA NF4+DQ (all linear) r=8": lora(["query", "key", "value", "dense"], 8, "qlora")},
-    compare=[parity("QLoRA NF4+DQ (all linear) r=8", "LoRA (all linear) r=8", margin=0.02)])
+    compare=[parity("QLoRA NF4+DQ (all linear) r=8", "LoRA (all linear) r=8", **C6_MARGIN)])

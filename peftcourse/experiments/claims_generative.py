@@ -8,6 +8,15 @@ from .tinygpt import (arithmetic_prepare, domain_prepare, run_arithmetic, run_ar
                       run_uuids, uuid_prepare, with_settings)
 from .verdict import better, fraction, parity
 
+# Each parity margin with the sentence from the paper that justifies it (declared with the designs; the values
+# are those they were registered with).
+ANSWER_LOSS_MARGIN = dict(margin=0.1, why="SBoRA Tables 2-3 and Houlsby et al. Table 1 call a method level when it is "
+                                          "within about a point of accuracy: on two-digit addition 0.1 nats of answer "
+                                          "loss is the course's allowance for that")
+PERPLEXITY_MARGIN = dict(margin=5.0, why="DoRA Fig. 5: at high rank DoRA's gain over LoRA shrinks to a few points (3.7 "
+                                         "at r = 32, a sixth of its low-rank gain): 5 perplexity points on the license "
+                                         "text is the course's allowance for level")
+
 # ---------------------------------------------------------------- C8: memorizing new facts (MoRA)
 
 UUID_SETTINGS = {"LoRA r=8": Spec("lora", r=8, alpha=16),                   # 98,304 trainable weights
@@ -53,7 +62,7 @@ experiment(
           "lecture slide 'SBoRA'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
     sizes=with_settings(SBORA_SETTINGS, ARITHMETIC_SIZES),
-    compare=[parity("SBoRA-FA r=4", "LoRA r=4", margin=0.1)], prepare=arithmetic_prepare)(run_arithmetic_columns)
+    compare=[parity("SBoRA-FA r=4", "LoRA r=4", **ANSWER_LOSS_MARGIN)], prepare=arithmetic_prepare)(run_arithmetic_columns)
 
 experiment(   # the control of C9: is SBoRA-FA's gap the halved budget or the fixed basis?
     "sbora_vs_lora_equal_budget", claim="C9",
@@ -64,7 +73,7 @@ experiment(   # the control of C9: is SBoRA-FA's gap the halved budget or the fi
     sizes=with_settings({"LoRA r=4": SBORA_SETTINGS["LoRA r=4"],
                          "SBoRA-FA r=7": Spec("sbora", r=7, alpha=14, extra={"variant": "FA"})},
                         ARITHMETIC_SIZES, lr_from="sbora_vs_lora"),
-    compare=[parity("SBoRA-FA r=7", "LoRA r=4", margin=0.1)], prepare=arithmetic_prepare)(run_arithmetic_columns)
+    compare=[parity("SBoRA-FA r=7", "LoRA r=4", **ANSWER_LOSS_MARGIN)], prepare=arithmetic_prepare)(run_arithmetic_columns)
 
 # C3 on the kind of model its paper result comes from (GPT-3 on WikiSQL, a causal LM writing answers): TinyGPT
 # learning addition, LoRA on the lecture's W_q alone at r = 8 vs W_q, W_v at r = 4, 12,288 weights each.
@@ -94,7 +103,7 @@ experiment(
           "top-layer tuning falls behind adapters, even with more trained parameters; lecture slide 'Adapters'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
     sizes=with_settings(HOULSBY_SETTINGS, ARITHMETIC_SIZES),
-    compare=[parity("adapter b=16", "full FT", margin=0.1), better("adapter b=16", "top-layer (last block)"),
+    compare=[parity("adapter b=16", "full FT", **ANSWER_LOSS_MARGIN), better("adapter b=16", "top-layer (last block)"),
              fraction("adapter b=16", 5.0)], prepare=arithmetic_prepare)(run_arithmetic)
 
 # ---------------------------------------------------------------- C7: a new domain (DoRA)
@@ -114,7 +123,7 @@ experiment(
           "most at r = 4 (+22.4 points) vs r = 32 (+3.7); lecture slide 'DoRA: results'",
     metric="test perplexity on the GPL-3 (held out)", higher_is_better=False,
     sizes=with_settings(DORA_SETTINGS, DOMAIN_SIZES),
-    compare=[better("DoRA r=1", "LoRA r=1"), parity("DoRA r=8", "LoRA r=8", margin=5.0)],
+    compare=[better("DoRA r=1", "LoRA r=1"), parity("DoRA r=8", "LoRA r=8", **PERPLEXITY_MARGIN)],
     prepare=domain_prepare)(run_domain)
 
 experiment(   # the control of C7 on TinyGPT: DoRA's magnitude vector adds one weight per output row

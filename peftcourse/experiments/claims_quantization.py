@@ -14,4 +14,6 @@ experiment(
     higher_is_better=False,
     sizes={"smoke": {"n_sentences": 8, "blocksize": 64}, "class": {"n_sentences": 128, "blocksize": 64},
            "full": {"n_sentences": 256, "blocksize": 64}},
-    compare=[better("NF4", "FP4"), better("NF4", "int4"), parity("NF4 + DQ", "NF4", margin=0.002)])(run_formats)
+    compare=[better("NF4", "FP4"), better("NF4", "int4"), parity("NF4 + DQ", "NF4", margin=0.002, why=(
+        "QLoRA §3: double quantization saves 0.37 bits per weight without degrading performance: 0.002 of "
+        "(1 - cosine) is under a tenth of NF4's own embedding error here (0.026)"))])(run_formats)

@@ -1,13 +1,16 @@
-"""The command line, `python -m peftcourse.experiments list|run|check|table` (__main__.py runs main() on
-portable CPU kernels): every experiment and its last run, running and checking them, the README's table."""
+"""The command line, `python -m peftcourse.experiments list|run|confirm|check|rejudge|table` (__main__.py runs
+main() on portable CPU kernels): every experiment and its last run, running, confirming and checking them,
+judging every stored result again under the current rule, the README's table."""
 import argparse
+import json
 import os
 import sys
 
 from .minilm import load_run_cache
 from .registry import REGISTRY, SIZES, get
 from .report import results_table, write_readme_table
-from .store import REPRODUCE_TOLERANCE, RESULTS_DIR, load_result, reproduce, result_path, run_experiment
+from .store import (REPRODUCE_TOLERANCE, RESULTS_DIR, confirm, load_result, reproduce, result_path, run_experiment,
+                    stamp, write_result)
 
 
 def last_run(name):
@@ -31,6 +34,12 @@ def main(argv=None):
     run.add_argument("--seeds", nargs="+", type=int, default=[0])
     run.add_argument("--size", choices=SIZES, default="class")
     run.add_argument("--cache", help="a JSON-lines file of finished runs to reuse between processes (full-size runs)")
+    conf = sub.add_parser("confirm", help="run a design's registered confirmation seeds missing from its stored "
+                                          "result and add them (or --seeds for a control)")
+    conf.add_argument("names", nargs="+", metavar="NAME")
+    conf.add_argument("--seeds", nargs="+", type=int, default=None)
+    conf.add_argument("--cache", help="as for run")
+    sub.add_parser("rejudge", help="judge every stored full-size result again under the current rule and registration")
     check = sub.add_parser("check", help="rerun one cached seed with the cached config; fail beyond 2 %%")
     check.add_argument("name")
     check.add_argument("--seed", type=int, default=0)
@@ -47,6 +56,15 @@ def main(argv=None):
             load_run_cache(args.cache)
         for name in args.names:
             run_experiment(name, args.seeds, args.size, out_dir=RESULTS_DIR)
+    elif args.command == "confirm":
+        for name in args.names:
+            get(name)
+        if args.cache:
+            load_run_cache(args.cache)
+        for name in args.names:
+            confirm(name, args.seeds)
+    elif args.command == "rejudge":
+        rejudge()
     elif args.command == "check":
         worst = 0.0
         for setting, (old, new, rel) in reproduce(args.name, args.seed).items():
@@ -59,6 +77,16 @@ def main(argv=None):
         if args.write:
             write_readme_table()
     return 0
+
+
+def rejudge(results_dir=RESULTS_DIR, log=print):
+    """Judge every stored full-size result again from its per-seed values (the rule or a registration changed)."""
+    for name, exp in REGISTRY.items():
+        path = result_path(name, "full", results_dir)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+            write_result(stamp(exp, raw), "full", results_dir, log)
 
 
 # x86 CPUs with AVX-512 round some kernels differently from AVX2-only ones, and a run near the edge of its stable

@@ -1,12 +1,14 @@
 """A notebook's plots of a stored result: the curves as a band over seeds (plot_curves), the final metric per
-setting (plot_summary, plot_summaries), each with a student's own run drawn over it. matplotlib is imported
+setting (plot_summary, plot_summaries), each with a student's own run drawn over it, and the per-seed paired
+gaps that the verdict reads (plot_gaps). matplotlib is imported
 only when a plot is drawn."""
 import math
 
 import torch
 
-from .store import load_result
-from .verdict import summary
+from .registry import get
+from .store import counted_values, load_result
+from .verdict import BETTER_LEVEL, PARITY_LEVEL, interval, judge, summary
 
 
 def plot_summaries(names, ncols=2, height=None, width=None):
@@ -61,16 +63,18 @@ def plot_curves(result, student=None, curve="loss", ax=None, legend_where="right
 
 
 def plot_summary(result, student=None, ax=None):
-    """Final metric per setting: every seed as a dot, mean ± 2 SE as a bar, the student's value as a star."""
+    """Final metric per setting over the confirmation seeds: every seed as a dot, the mean with its 95 % interval
+    as a bar, the student's value as a star."""
     from .. import plots
     result = load_result(result) if isinstance(result, str) else result
     if ax is None:
         _, ax = plots.new_axes(height=0.6 + 0.5 * len(result["results"]))
     st = plots.styles(result["results"])
-    for i, (setting, values) in enumerate(result["results"].items()):
-        mean, sd, n = summary(values)
-        ax.errorbar(mean, i, xerr=2 * sd / math.sqrt(n), fmt=st[setting]["marker"], color=st[setting]["color"],
-                    ms=8, capsize=4)
+    for i, (setting, values) in enumerate(counted_values(result).items()):
+        mean, low, high = interval(values, BETTER_LEVEL)
+        n = len(values)
+        ax.errorbar(mean, i, xerr=0 if n < 2 else [[mean - low], [high - mean]], fmt=st[setting]["marker"],
+                    color=st[setting]["color"], ms=8, capsize=4)
         ax.scatter(values, [i + 0.15] * n, s=12, color=st[setting]["color"], alpha=0.6)
         ax.annotate(f"{mean:.3f}", (mean, i - 0.3), ha="center", fontsize=8)
         if student is not None and setting in student["results"]:
@@ -79,8 +83,43 @@ def plot_summary(result, student=None, ax=None):
                        label="your run" if i == 0 else None)
     ax.set_yticks(range(len(result["results"])), list(result["results"]))
     ax.set_ylim(-0.7, len(result["results"]) - 0.3)
-    ax.set_xlabel(f"{result['metric']} (dots: seeds; bar: mean ± 2 SE)")
+    ax.set_xlabel(f"{result['metric']} (dots: confirmation seeds; bar: mean, 95 % interval)")
     ax.set_title(f"{result['claim']}: {result['verdict']}")
     if student is not None:
         plots.legend(ax)
+    return ax
+
+
+def plot_gaps(result, comparison=0, ax=None):
+    """The evidence the verdict reads: one comparison's per-seed paired gaps over the confirmation seeds (dots),
+    their mean with its interval (95 % for "better", 90 % for parity), 0, and the ±margin band of a parity claim.
+    Positive: the paper's winner is ahead. comparison: its index among the experiment's non-fraction comparisons."""
+    from .. import plots
+    result = load_result(result) if isinstance(result, str) else result
+    pairs = [c for c in get(result["name"]).compare if c["kind"] != "fraction"]
+    if not (isinstance(comparison, int) and 0 <= comparison < len(pairs)):
+        raise ValueError(f"comparison must be an index 0..{len(pairs) - 1} of {result['name']}'s comparisons, "
+                         f"got {comparison!r}")
+    c = pairs[comparison]
+    counted = set(result["confirmation_seeds"]) & set(result["seeds"])
+    verdict, _, gaps = judge(c, result["results"], result["config"], result["higher_is_better"], result["seeds"],
+                             counted)
+    level = BETTER_LEVEL if c["kind"] == "better" else PARITY_LEVEL
+    mean, low, high = interval(list(gaps.values()), level)
+    if ax is None:
+        _, ax = plots.new_axes(height=2.2)
+    if c["kind"] == "parity":
+        ax.axvspan(-c["margin"], c["margin"], color="tab:green", alpha=0.15, lw=0, label=f"±margin ({c['margin']:g})")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.scatter(list(gaps.values()), [0.25] * len(gaps), s=20, color="tab:gray", label="one seed")
+    for seed, gap in gaps.items():
+        ax.annotate(str(seed), (gap, 0.35), ha="center", fontsize=7)
+    ax.errorbar(mean, 0, xerr=0 if len(gaps) < 2 else [[mean - low], [high - mean]], fmt="o", color="black",
+                capsize=5, label=f"mean gap, {level:.0%} interval")
+    ax.set_yticks([])
+    ax.set_ylim(-0.6, 0.7)
+    flip = "" if result["higher_is_better"] else ", sign flipped: lower is better"
+    ax.set_xlabel(f"paired gap: {c['a']} − {c['b']} ({result['metric'].split(' (')[0]}{flip})")
+    ax.set_title(f"{result['name']} ({c['kind']}): {verdict}")
+    plots.legend(ax)
     return ax

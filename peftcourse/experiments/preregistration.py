@@ -26,7 +26,8 @@ REGISTERED_BEFORE_RUN = {
     "mora_vs_lora_uuid": "89c8078", "sbora_vs_lora": "89c8078", "multi_sbora_vs_lora_sum": "89c8078",
     "dora_vs_lora_tinygpt": "7d2bad5", "multi_sbora_task_features": "be2f57f",
 }
-# designs registered by the commit that adds this table (confirmed on FRESH_SEEDS)
+# designs registered by the commit that added this table, 57af38c (confirmed on FRESH_SEEDS)
+REGISTERED_HERE_COMMIT = "57af38c"
 REGISTERED_HERE = [
     "four_bit_formats", "lora_vs_full_ft_pooler_long", "lora_rank_pooler_long", "lora_targets_pooler_long",
     "lora_targets_tinygpt", "adapters_vs_top_layer_pooler_long", "adapters_vs_top_layer_equal_budget",
@@ -51,9 +52,23 @@ NO_SELECTION = {"four_bit_formats"}
 # is written next to the comparison in the registry.
 
 
+def is_design(name):
+    return name in REGISTERED_BEFORE_RUN or name in REGISTERED_HERE
+
+
 def confirmation_seeds(name):
+    """The seeds that judge a design (None for a control: it counts every seed that chose nothing)."""
+    if not is_design(name):
+        return None
     return FRESH_SEEDS if name in REGISTERED_HERE else SEEDS_AFTER_SELECTION
 
 
 def selection_seeds(name):
     return [] if name in NO_SELECTION else SELECTION_SEEDS
+
+
+def registered_commit(name):
+    """The commit that registered a design before the run that judges it (None for a control)."""
+    if name in REGISTERED_HERE:
+        return REGISTERED_HERE_COMMIT
+    return REGISTERED_BEFORE_RUN.get(name)

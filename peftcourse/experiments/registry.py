@@ -8,6 +8,8 @@ data/results/*.json and a fresh one are built the same way, and the run cache's 
 import dataclasses
 import json
 
+from . import preregistration
+
 SIZES = ("smoke", "class", "full")
 REGISTRY = {}
 
@@ -19,6 +21,28 @@ class Experiment:
         self.fn, self.name, self.claim, self.question, self.paper = fn, name, claim, question, paper
         self.metric, self.higher_is_better, self.sizes, self.compare, self.prepare = (
             metric, higher_is_better, sizes, compare, prepare)
+
+    # the pre-registration (preregistration.py): a design is judged on its confirmation seeds only
+    @property
+    def is_control(self):
+        """A control asks why a design came out as it did (its question starts "Control")."""
+        return self.question.startswith("Control")
+
+    @property
+    def selection_seeds(self):
+        return preregistration.selection_seeds(self.name)
+
+    @property
+    def confirmation_seeds(self):
+        return preregistration.confirmation_seeds(self.name)
+
+    @property
+    def registered_commit(self):
+        return preregistration.registered_commit(self.name)
+
+    @property
+    def follow_up_of(self):
+        return preregistration.FOLLOW_UP_OF.get(self.name)
 
     def config(self, size):
         if size not in SIZES:

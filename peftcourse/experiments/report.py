@@ -4,20 +4,24 @@ import os
 
 from .. import runtime
 from .registry import REGISTRY, get
-from .store import RESULTS_DIR, ROOT, load_result, result_path, run_experiment
-from .verdict import VERDICTS, summary
+from .store import PENDING, RESULTS_DIR, ROOT, counted_values, load_result, result_path, run_experiment
+from .verdict import VERDICTS, judge, summary
 
 
 def results_table(results_dir=RESULTS_DIR):
-    """The committed full-size results as a Markdown table (claim, experiment, setting means ± sd, verdict)."""
-    rows = ["| claim | experiment | seeds | settings: mean ± sd | verdict | wall |", "|---|---|---|---|---|---|"]
+    """The committed full-size results as a Markdown table (claim, experiment, the seeds the verdict counts of
+    those run, each setting's mean ± sd over them, verdict, wall time)."""
+    rows = ["| claim | experiment | seeds counted | settings: mean ± sd over the counted seeds | verdict | wall |",
+            "|---|---|---|---|---|---|"]
     found = []
     for name in REGISTRY:
         if os.path.isfile(result_path(name, "full", results_dir)):
             found.append(load_result(name, "full", results_dir))
     for r in sorted(found, key=lambda r: (int(r["claim"][1:]), r["name"])):
-        cells = "; ".join(f"{s} {summary(v)[0]:.3f} ± {summary(v)[1]:.3f}" for s, v in r["results"].items())
-        rows.append(f"| {r['claim']} | `{r['name']}` | {len(r['seeds'])} | {cells} ({r['metric']}) | "
+        counted = counted_values(r)
+        cells = "; ".join(f"{s} {summary(v)[0]:.3f} ± {summary(v)[1]:.3f}" for s, v in counted.items())
+        rows.append(f"| {r['claim']} | `{r['name']}` | {len(next(iter(counted.values())))} of {len(r['seeds'])} | "
+                    f"{cells} ({r['metric']}) | "
                     f"{r['verdict']} | {r['env']['wall_s'] / 60:.0f} min |")
     return "\n".join(rows)
 
@@ -28,33 +32,57 @@ def all_claims():
 
 
 def is_control(name):
-    """A control experiment asks why its claim's designed experiment came out as it did (question "Control...")."""
-    return get(name).question.startswith("Control")
+    """A control asks why its claim's designed experiment came out as it did (question "Control...")."""
+    return get(name).is_control
+
+
+RANK = {VERDICTS[0]: 0, VERDICTS[1]: 1, VERDICTS[2]: 2, PENDING: 3}
+
+
+def claim_results(claim, results_dir=RESULTS_DIR):
+    """(first design, [follow-ups], [controls]) of a claim: the stored full-size results, in registry order."""
+    stored = [load_result(n, "full", results_dir) for n, e in REGISTRY.items()
+              if e.claim == claim and os.path.isfile(result_path(n, "full", results_dir))]
+    designs = [r for r in stored if not get(r["name"]).is_control]
+    first = next((r for r in designs if not get(r["name"]).follow_up_of), None)
+    return first, [r for r in designs if r is not first], [r for r in stored if get(r["name"]).is_control]
+
+
+def best_follow_up(follow_ups):
+    """The follow-up with the strongest verdict (reproduced, then partly, then not; the first registered on ties)."""
+    return min(follow_ups, key=lambda r: RANK[r["verdict"]]) if follow_ups else None
 
 
 def claims_table(results_dir=RESULTS_DIR):
-    """One row per claim: the verdict of each designed experiment (the first design and, for the MiniLM claims,
-    the one in the paper's setting: head trained, three times the steps) and of each control, from the results."""
-    rows = ["| claim | designed experiments: verdict | controls: verdict |", "|---|---|---|"]
+    """One row per claim: the first design's verdict, the best follow-up's (marked: it was designed after a first
+    result), and the controls'. Every verdict counts confirmation seeds only."""
+    rows = ["| claim | first design | best follow-up | controls |", "|---|---|---|---|"]
     for claim in all_claims():
-        cells = {True: [], False: []}
-        for name, exp in REGISTRY.items():
-            if exp.claim == claim and os.path.isfile(result_path(name, "full", results_dir)):
-                cells[is_control(name)].append(f"`{name}`: {load_result(name, 'full', results_dir)['verdict']}")
-        if cells[False] or cells[True]:
-            rows.append(f"| {claim} | {'; '.join(cells[False]) or '—'} | {'; '.join(cells[True]) or '—'} |")
+        first, follow_ups, controls = claim_results(claim, results_dir)
+        if not (first or follow_ups or controls):
+            continue
+        best = best_follow_up(follow_ups)
+        cell = lambda r: f"`{r['name']}`: {r['verdict']}" if r else "—"   # noqa: E731
+        others = f" (of {len(follow_ups)})" if len(follow_ups) > 1 else ""
+        rows.append(f"| {claim} | {cell(first)} | {cell(best)}{others if best else ''} | "
+                    f"{'; '.join(cell(r) for r in controls) or '—'} |")
     return "\n".join(rows)
 
 
 def tally(results_dir=RESULTS_DIR):
-    """The README's count: the claims for which at least one designed experiment (not a control) reproduced."""
-    claims = all_claims()
-    done = [c for c in claims if any(exp.claim == c and not is_control(name)
-                                     and os.path.isfile(result_path(name, "full", results_dir))
-                                     and load_result(name, "full", results_dir)["verdict"] == VERDICTS[0]
-                                     for name, exp in REGISTRY.items())]
-    return (f"Claims with a designed experiment reproduced: {', '.join(done) or 'none'} "
-            f"({len(done)} of {len(claims)}).")
+    """The generated lines the README, docs/teaching.md and notebook 00 print: per verdict, the claims whose first
+    design reached it, and the claims whose best follow-up did. There is no target count."""
+    first, follow = {}, {}
+    for claim in all_claims():
+        design, follow_ups, _ = claim_results(claim, results_dir)
+        if design:
+            first.setdefault(design["verdict"], []).append(claim)
+        best = best_follow_up(follow_ups)
+        if best:
+            follow.setdefault(best["verdict"], []).append(claim)
+    line = lambda d: "; ".join(f"{v} {', '.join(d[v])}" for v in RANK if v in d) or "none"   # noqa: E731
+    return (f"First designs: {line(first)}.\n"
+            f"Best follow-ups (designed after a first result): {line(follow)}.")
 
 
 TABLE_START = "<!-- results table: generated by `python -m peftcourse.experiments table --write` -->"
@@ -88,19 +116,39 @@ def rerun(name, seed=0):
 def describe(result):
     """What a notebook prints above the cached plot: the question, the paper's figure, the numbers, the verdict."""
     result = load_result(result) if isinstance(result, str) else result
-    lines = [f"{result['claim']}: {result['question']}", f"paper: {result['paper']}",
-             f"measured here: {result['metric']}, mean ± sd over {len(result['seeds'])} seeds"]
+    counted = [s for s in result["confirmation_seeds"] if s in result["seeds"]]
+    role = ("control" if get(result["name"]).is_control else
+            f"follow-up of {result['follow_up_of']}" if result.get("follow_up_of") else "first design")
+    lines = [f"{result['claim']} ({role}): {result['question']}", f"paper: {result['paper']}",
+             f"measured here: {result['metric']}, mean ± sd over the confirmation seeds {counted} "
+             f"(of {len(result['seeds'])} run; selection seeds {result['selection_seeds'] or 'none'})"]
     width = max(len(s) for s in result["results"])
-    for setting, values in result["results"].items():
+    for setting, values in counted_values(result).items():
         mean, sd, _ = summary(values)
         lines.append(f"  {setting:<{width}}  {mean:.3f} ± {sd:.3f}")
+    lines += gap_lines(result)
     lines.append(f"verdict: {result['verdict']}. {result['why']}")
     print("\n".join(lines))
+
+
+def gap_lines(result):
+    """Each comparison's per-seed paired gaps over the confirmation seeds (positive: the paper's winner ahead)."""
+    exp, lines = get(result["name"]), []
+    counted = set(result["confirmation_seeds"]) & set(result["seeds"])
+    for c in exp.compare:
+        if c["kind"] == "fraction" or not counted:
+            continue
+        _, _, gaps = judge(c, result["results"], result["config"], result["higher_is_better"], result["seeds"], counted)
+        label = f"{c['a']} − {c['b']}" + ("" if result["higher_is_better"] else ", sign flipped")
+        lines.append(f"  paired gap ({label}), seed by seed: " + ", ".join(f"{s}: {g:+.3f}" for s, g in gaps.items()))
+    return lines
 
 
 def one_line(result):
     """A result in one line (a notebook's list of controls): steps, seeds, mean ± sd per setting, verdict."""
     result = load_result(result) if isinstance(result, str) else result
-    cells = ", ".join(f"{s} {summary(v)[0]:.3f} ± {summary(v)[1]:.3f}" for s, v in result["results"].items())
+    counted = counted_values(result)
+    cells = ", ".join(f"{s} {summary(v)[0]:.3f} ± {summary(v)[1]:.3f}" for s, v in counted.items())
     steps = f"{result['config']['steps']} steps, " if "steps" in result["config"] else ""
-    return f"{result['name']} ({steps}{len(result['seeds'])} seeds): {cells} → {result['verdict']}"
+    return (f"{result['name']} ({steps}{len(next(iter(counted.values())))} confirmation seeds): {cells} "
+            f"→ {result['verdict']}")
