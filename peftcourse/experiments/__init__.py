@@ -38,7 +38,7 @@ from .minilm import (FAMILY, HEAD_LR, LR_SWEEP, MINILM_DATA, RUN_CACHE, SWEEP_SP
                      run_minilm, with_head_lr)
 from .plots import plot_curves, plot_gaps, plot_summaries, plot_summary
 from .quantization import FORMAT_SETTINGS, embed, round_trip
-from .registry import (FULL, REGISTRY, SIZES, TOP_LAYER, Experiment, Spec, adapter, count_weights, experiment, get,
+from .registry import (FULL, REGISTRY, SIZES, TOP_LAYER, Experiment, Spec, adapter, experiment, get,
                        pooled)
 from .report import (TABLE_END, TABLE_START, all_claims, best_follow_up, claim_results, claims_table, class_size,
                      describe, gap_lines, is_control, one_line, rerun, results_table, tally, write_readme_table)

@@ -7,10 +7,11 @@ import statistics
 import torch
 
 from .. import data, runtime
+from ..base import layer_inputs
 from ..inject import adapter_layers, inject
 from ..multi_sbora import feature_regions, inject_task, input_energy, merge_tasks
+from ..runtime import count_params
 from ..sbora import rank_for_budget
-from .registry import count_weights
 from .tinygpt import GPT2_TARGETS, arithmetic_split, fresh_tinygpt, learn_arithmetic, tiny_sweep
 
 TASK_OPS = {"addition": "+", "subtraction": "-"}
@@ -25,7 +26,7 @@ TASK_FEATURE_KINDS = {"SBoRA-FA task features": "Multi-SBoRA, task-feature colum
 def sbora_rank_at_lora_budget():
     """SBoRA-FA's rank with LoRA r=4's number of trainable weights over GPT2_TARGETS (7 for TinyGPT)."""
     lora = inject(fresh_tinygpt()[0], "lora", GPT2_TARGETS, r=4, alpha=8)
-    return rank_for_budget(fresh_tinygpt()[0], GPT2_TARGETS, "FA", count_weights(lora, trainable_only=True))
+    return rank_for_budget(fresh_tinygpt()[0], GPT2_TARGETS, "FA", count_params(lora, trainable_only=True))
 
 
 def task_feature_regions(config, seed):
@@ -108,22 +109,15 @@ def cross_talk(base, own, other, batches):
     """sqrt(Σ‖ΔW_other·x‖² / Σ‖ΔW_own·x‖²) over every adapted layer, x = that layer's inputs in the pretrained
     model on this task's held-out prompts: Multi-SBoRA's regions are disjoint in the weights, not in the inputs."""
     own_layers, other_layers = dict(adapter_layers(own)), dict(adapter_layers(other))
-    sums, hooks = [0.0, 0.0], []
+    sums = [0.0, 0.0]
 
-    def record(name):
-        def hook(_, inputs, __):
-            with torch.no_grad():
-                x = inputs[0].reshape(-1, inputs[0].shape[-1])
-                sums[0] += float((x @ own_layers[name].delta_weight().T).pow(2).sum())
-                sums[1] += float((x @ other_layers[name].delta_weight().T).pow(2).sum())
-        return hook
-    for name in own_layers:
-        hooks.append(base.get_submodule(name).register_forward_hook(record(name)))
-    try:
+    def record(name, x):
+        with torch.no_grad():
+            x = x.reshape(-1, x.shape[-1])
+            sums[0] += float((x @ own_layers[name].delta_weight().T).pow(2).sum())
+            sums[1] += float((x @ other_layers[name].delta_weight().T).pow(2).sum())
+    with layer_inputs([(name, base.get_submodule(name)) for name in own_layers], record):
         data.answer_loss(base, batches)
-    finally:
-        for h in hooks:
-            h.remove()
     return (sums[1] / sums[0]) ** 0.5
 
 

@@ -13,7 +13,8 @@ from .. import data, models, runtime
 from ..adapters import add_adapters, freeze_all_but_top
 from ..inject import inject
 from ..train import train
-from .registry import FULL, TOP_LAYER, Spec, adapter, count_weights, experiment
+from ..runtime import count_params
+from .registry import FULL, TOP_LAYER, Spec, adapter, experiment
 from .store import load_result, result_path
 
 MINILM_DATA = {   # the training sentences are split once (seed 0): the sweep picks learning rates on `val`, never on `test`
@@ -126,7 +127,7 @@ def _finetune(spec, lr, seed, cfg):
     runtime.seed_everything(seed)   # the head's and the adapter's random init, then the data order, all from `seed`
     model, tok = models.load_minilm(num_labels=len(minilm_labels(cfg)), seed=seed)
     build(model, spec)
-    trainable, total = count_weights(model, trainable_only=True), count_weights(model, trainable_only=False)
+    trainable, total = count_params(model, trainable_only=True), count_params(model)
     batches = data.classification_batches(tok, train_set, batch_size=cfg["batch_size"], seed=seed,
                                           max_length=cfg["max_length"])
     history = train(model, batches, steps=cfg["steps"], lr=lr, optimizer=with_head_lr(model, lr),

@@ -144,8 +144,3 @@ def adapter(bottleneck):
 def pooled(spec):
     """The same method with BERT's pooler trained too, as the papers' RoBERTa head trains its dense layer."""
     return spec.with_extra(pooler=True)
-
-
-def count_weights(model, trainable_only):
-    """The number of weights of `model`, or of those that train (requires_grad)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -11,13 +11,13 @@ import torch
 
 from .. import runtime
 from ..runtime import ROOT
-from .registry import get
+from .registry import SIZES, get
 from .verdict import VERDICTS, verdict
 
 PENDING = "awaiting confirmation"   # a design whose registered confirmation seeds have not all run yet
 
 RESULTS_DIR = os.path.join(ROOT, "data", "results")
-KEYS = ("name", "claim", "question", "paper", "config", "seeds", "metric", "higher_is_better", "results",
+KEYS = ("name", "claim", "question", "paper", "size", "config", "seeds", "metric", "higher_is_better", "results",
         "curves", "selection_seeds", "confirmation_seeds", "registered_commit", "follow_up_of", "verdict", "why",
         "env", "commit", "confirmation_runs")
 OPTIONAL_KEYS = ("curves", "registered_commit", "follow_up_of", "confirmation_runs")
@@ -88,7 +88,7 @@ def counted_values(result):
 def stamp(exp, result, size="full"):
     """Put the registration (seeds, commit, follow-up) and the verdict into a result, in KEYS order."""
     selection, confirmation = judged_seeds(exp, result["seeds"], size)
-    result.update(selection_seeds=selection, confirmation_seeds=confirmation)
+    result.update(size=size, selection_seeds=selection, confirmation_seeds=confirmation)
     if size == "full" and not exp.is_control:
         result["registered_commit"] = exp.registered_commit
         if exp.follow_up_of:
@@ -213,11 +213,13 @@ def load_result(name, size="full", results_dir=RESULTS_DIR):
                                 f"`python -m peftcourse.experiments run {name} --size {size}`")
     with open(path, encoding="utf-8") as f:
         result = json.load(f)
-    validate_result(result, min_seeds=1, size=size)
+    validate_result(result, min_seeds=1)
+    if result["size"] != size:
+        raise ValueError(f"{path} holds a {result['size']} result, not {size}")
     return result
 
 
-def validate_result(result, min_seeds=3, size="full"):
+def validate_result(result, min_seeds=3):
     """Raise ValueError naming the first problem: keys, a registered name, ≥ min_seeds seeds, finite values
     (one per seed), and a verdict that the rule gives for these numbers."""
     if not isinstance(result, dict):
@@ -240,7 +242,9 @@ def validate_result(result, min_seeds=3, size="full"):
         raise ValueError(f"{result['name']}: env keys must be {ENV_KEYS}, got {sorted(result['env'])}")
     if result["verdict"] not in VERDICTS + (PENDING,):
         raise ValueError(f"{result['name']}: verdict must be one of {VERDICTS + (PENDING,)}, got {result['verdict']!r}")
-    expected = stamp(exp, json.loads(json.dumps(result)), size)
+    if result["size"] not in SIZES:
+        raise ValueError(f"{result['name']}: size must be one of {SIZES}, got {result['size']!r}")
+    expected = stamp(exp, json.loads(json.dumps(result)), result["size"])
     for key in ("selection_seeds", "confirmation_seeds", "registered_commit", "follow_up_of"):
         if result.get(key) != expected.get(key):
             raise ValueError(f"{result['name']}: {key} {result.get(key)!r}, but the registration gives "

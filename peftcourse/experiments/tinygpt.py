@@ -13,7 +13,8 @@ from ..adapters import add_adapters, freeze_all_but_top
 from ..inject import adapter_layers, inject
 from ..lora import inject_gpt2_attention
 from ..train import train
-from .registry import Spec, count_weights
+from ..runtime import count_params
+from .registry import Spec
 from .store import load_result
 
 GPT2_TARGETS = list(models.GPT2_MODULES)   # every linear layer of the blocks, as in the MoRA and SBoRA papers
@@ -98,7 +99,7 @@ def run_record(model, history, metric, steps):
     curves (the eval metric, and the training loss as a running mean read at 20 points)."""
     eval_steps, values = history.metric(metric)
     every = max(1, steps // 20)
-    return {metric: values[-1], "trainable": count_weights(model, trainable_only=True),
+    return {metric: values[-1], "trainable": count_params(model, trainable_only=True),
             "curve": {"eval_steps": eval_steps, metric: values, "loss_steps": history.steps[every - 1::every],
                       "loss": history.smoothed_losses(every)[every - 1::every]}}
 
@@ -107,7 +108,7 @@ def tinygpt_runs(config, seed, run_one, metric):
     """Every setting of a TinyGPT experiment for one seed, run_one(spec, lr, seed, config) -> (model, run):
     ({setting: (model, run)}, {"metric", "curves", "facts": trainable weights and their share})."""
     runs = {s: run_one(spec, config["lr"][s], seed, config) for s, spec in config["settings"].items()}
-    total = {s: count_weights(m, trainable_only=False) for s, (m, _) in runs.items()}
+    total = {s: count_params(m) for s, (m, _) in runs.items()}
     return runs, {"metric": {s: r[metric] for s, (_, r) in runs.items()},
                   "curves": {s: r["curve"] for s, (_, r) in runs.items()},
                   "facts": {"trainable": {s: r["trainable"] for s, (_, r) in runs.items()},
@@ -128,7 +129,7 @@ def memorize_uuids(spec, lr, seed, cfg):
                     lr=lr, seed=seed, progress=False, eval_fn=recall, eval_every=cfg["eval_every"])
     after = data.generate_answers(model, tok, [pairs[0]["prompt"]], max_new_tokens=36)[0]
     steps, acc = history.metric("char_acc")
-    return {"char_acc": acc[-1], "trainable": count_weights(model, trainable_only=True),
+    return {"char_acc": acc[-1], "trainable": count_params(model, trainable_only=True),
             "curve": {"eval_steps": steps, "char_acc": acc, "loss_steps": history.steps, "loss": history.losses},
             "generation": {"prompt": pairs[0]["prompt"], "answer": pairs[0]["answer"], "before": before, "after": after},
             "wall_s": time.perf_counter() - start}
