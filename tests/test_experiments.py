@@ -50,7 +50,8 @@ def test_every_experiment_runs_at_smoke_size(smoke_results, name):
                 steps = curve["loss_steps" if key == "loss" else "eval_steps"]
                 assert len(values) == 1 and len(values[0]) == len(steps)
     # exactly the keys, in its order ("curves" only where the experiment records them)
-    assert list(result) == [k for k in E.KEYS if k != "curves" or "curves" in result]
+    assert list(result) == [k for k in E.KEYS if k not in E.OPTIONAL_KEYS or k in result]
+    assert set(E.KEYS) - set(result) <= set(E.OPTIONAL_KEYS)
 
 
 def test_same_seed_gives_identical_values_and_curves():
@@ -301,6 +302,8 @@ def test_readme_table_is_the_generated_one():
     with open(README, encoding="utf-8") as f:
         text = f.read()
     assert E.results_table() in text and E.claims_table() in text and E.tally() in text
+    with open(os.path.join(E.ROOT, "docs", "teaching.md"), encoding="utf-8") as f:
+        assert E.tally() in f.read()   # the teaching guide prints the same generated lines
 
 
 def test_claims_table_shows_first_design_best_follow_up_and_controls(tmp_path):

@@ -10,7 +10,7 @@ from .minilm import load_run_cache
 from .registry import REGISTRY, SIZES, get
 from .report import results_table, write_readme_table
 from .store import (REPRODUCE_TOLERANCE, RESULTS_DIR, confirm, load_result, reproduce, result_path, run_experiment,
-                    stamp, write_result)
+                    in_seed_order, stamp, write_result)
 
 
 def last_run(name):
@@ -86,7 +86,7 @@ def rejudge(results_dir=RESULTS_DIR, log=print):
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)
-            write_result(stamp(exp, raw), "full", results_dir, log)
+            write_result(stamp(exp, in_seed_order(raw)), "full", results_dir, log)
 
 
 # x86 CPUs with AVX-512 round some kernels differently from AVX2-only ones, and a run near the edge of its stable

@@ -102,6 +102,10 @@ def plot_gaps(result, comparison=0, ax=None):
                          f"got {comparison!r}")
     c = pairs[comparison]
     counted = set(result["confirmation_seeds"]) & set(result["seeds"])
+    if not counted:
+        raise ValueError(f"{result['name']}: none of its confirmation seeds {result['confirmation_seeds']} has run "
+                         f"yet, so there is no gap to draw; run `python -m peftcourse.experiments confirm "
+                         f"{result['name']}`")
     verdict, _, gaps = judge(c, result["results"], result["config"], result["higher_is_better"], result["seeds"],
                              counted)
     level = BETTER_LEVEL if c["kind"] == "better" else PARITY_LEVEL

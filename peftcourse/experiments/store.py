@@ -181,7 +181,19 @@ def add_seeds(cached, new):
                 merged["curves"][setting][key] += values
     merged.setdefault("confirmation_runs", []).append(
         {"seeds": new["seeds"], "commit": new["commit"], "env": new["env"]})
-    return stamp(exp, merged)
+    return stamp(exp, in_seed_order(merged))
+
+
+def in_seed_order(result):
+    """The result with its seeds (and every per-seed list: values, curves) in increasing order."""
+    order = sorted(range(len(result["seeds"])), key=result["seeds"].__getitem__)
+    result["seeds"] = [result["seeds"][i] for i in order]
+    result["results"] = {s: [v[i] for i in order] for s, v in result["results"].items()}
+    for curve in result.get("curves", {}).values():
+        for key, values in curve.items():
+            if not key.endswith("steps"):
+                curve[key] = [values[i] for i in order]
+    return result
 
 
 def confirm(name, seeds=None, results_dir=RESULTS_DIR, log=print):
