@@ -15,7 +15,6 @@ a function of (seed, step), so `--resume` continues exactly where the interrupte
 """
 import argparse
 import bz2
-import hashlib
 import json
 import lzma
 import math
@@ -28,7 +27,7 @@ import time
 import torch
 
 from .data import DOC_SEP, mean_loss, token_blocks
-from .runtime import ROOT, count_params, eval_mode, get_device, is_fast, seed_everything, versions
+from .runtime import ROOT, count_params, eval_mode, file_sha256, get_device, is_fast, seed_everything, versions
 from .train import train
 
 CORPUS_DIR = os.path.join(ROOT, "data", "corpus")
@@ -181,14 +180,6 @@ def compressor_bits_per_byte(train_text, val_text, method):
 
 # ---------------------------------------------------------------- checkpoints (safetensors + json)
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def latest_checkpoint(ckpt_dir):
     """Path of the highest-step complete checkpoint (step-NNNNNNN/), or None."""
     if not os.path.isdir(ckpt_dir):
@@ -339,9 +330,9 @@ def pretrain(out_dir, preset="cpu", resume=False, finish=False, checkpoint_every
     from transformers import PreTrainedTokenizerFast
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     run = {"config": {**cfg, "max_chars": max_chars,
-                      "corpus_sha256": {s: _sha256(corpus_path(s)) for s in ("train", "val")}}}
+                      "corpus_sha256": {s: file_sha256(corpus_path(s)) for s in ("train", "val")}}}
     if cfg["init_from"] is not None:   # continued pretraining: a saved model's tokenizer and weights, a new schedule
-        run["config"]["init_sha256"] = _sha256(os.path.join(cfg["init_from"], "model.safetensors"))
+        run["config"]["init_sha256"] = file_sha256(os.path.join(cfg["init_from"], "model.safetensors"))
     last = latest_checkpoint(ckpt_dir)
     resume = resume or finish
     if resume and last is None:

@@ -211,3 +211,13 @@ def environment():
         "online (hub reachable)": online(),
         "fast mode": is_fast(),
     }
+
+
+def file_sha256(path):
+    """A file's sha256, read in 1 MB pieces (model weights run to hundreds of MB): checkpoints and downloads."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

