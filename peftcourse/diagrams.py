@@ -84,22 +84,23 @@ def lighter(hex_color, k=0.55):
 # ---------------------------------------------------------------- the figures
 
 def finetuning_approaches():
-    """Full fine-tuning, feature-based and top-layer fine-tuning: which layers train (lecture: "Fine-tuning approaches")."""
+    """Full fine-tuning, feature-based and top-layer fine-tuning of notebook 01's SmallCNN (three conv blocks, a
+    dense layer and a new output layer): which layers train (lecture: "Finetuning of CNNs")."""
     fig, ax = canvas(15, 7.6, figsize=(13, 6.4))
-    layers = ["embeddings", "layer 1", "layer 2", "layer 3", "layer 4"]
-    setups = [  # (title, trained layers, head label, x)
-        ("full fine-tuning", set(range(5)), "new head", 0.5),
-        ("feature-based", set(), "new classifier\non the features", 5.5),
-        ("top-layer fine-tuning", {3, 4}, "new head", 10.5),
+    layers = ["conv block 1 (edges)", "conv block 2 (strokes)", "conv block 3", "dense 288 → 64"]
+    setups = [  # (title, indices of the trained layers, x)
+        ("full fine-tuning", {0, 1, 2, 3}, 0.5),
+        ("feature-based", set(), 5.5),
+        ("top-layer fine-tuning", {2, 3}, 10.5),
     ]
-    for title, trained, head, x in setups:
+    for title, trained, x in setups:
         ax.text(x + 2, 7.2, title, ha="center", fontsize=FONT + 1, weight="bold")
+        full = title.startswith("full")
         for i, name in enumerate(layers):
-            colour = COLORS["full FT"] if i in trained and title.startswith("full") else (
-                COLORS["top-layer"] if i in trained else FROZEN)
-            box(ax, x, 0.4 + 1.0 * i, 4, 0.75, name, colour, text_color="white" if i in trained and title.startswith("full") else INK)
+            colour = COLORS["full FT"] if i in trained and full else COLORS["top-layer"] if i in trained else FROZEN
+            box(ax, x, 0.55 + 1.2 * i, 4, 0.9, name, colour, text_color="white" if i in trained and full else INK)
         colour = {"full": COLORS["full FT"], "feat": COLORS["feature-based"], "top-": COLORS["top-layer"]}[title[:4]]
-        box(ax, x, 5.55, 4, 1.0, head, colour, text_color="white" if title.startswith("full") else INK)
+        box(ax, x, 5.55, 4, 1.0, "new output layer\n64 → 5 classes", colour, text_color="white" if full else INK)
     key(ax, [("trained: full FT", COLORS["full FT"]), ("feature-based", COLORS["feature-based"]),
              ("top-layer", COLORS["top-layer"]), ("frozen (pretrained)", FROZEN)])
     return fig

@@ -51,6 +51,16 @@ def test_low_rank_counts_are_the_formula():
     assert "n² = 100 numbers" in words and "2rn = 60 numbers" in words
 
 
+def test_finetuning_approaches_draws_the_cnn_of_notebook_01():
+    """The layers drawn are SmallCNN's (three conv blocks, the dense layer, the new output layer), not a transformer's."""
+    from peftcourse import cnn
+    words = all_text(diagrams.finetuning_approaches())
+    assert "embeddings" not in words and "layer 4" not in words
+    assert all(f"conv block {i}" in words for i in (1, 2, 3)) and "new output layer" in words
+    dense = cnn.SmallCNN(n_classes=5, image_size=12).head[0]
+    assert f"dense {dense.in_features} → {dense.out_features}" in words
+
+
 def test_double_quant_layout_shows_the_papers_overheads():
     words = all_text(diagrams.double_quant_layout())
     assert "0.500 → 0.127" in words and "4.500 bits" in words and "4.127 bits" in words
