@@ -1,6 +1,7 @@
 """Checkers for the notebooks' exercises: they say what kind of mistake an answer looks like, never the answer.
 
-Three kinds of exercise (ids, expected values and reference implementations live in peftcourse/exercises.py):
+Three kinds of exercise (ids, expected values and reference implementations live in peftcourse/exercises/,
+one module per notebook):
 
     check("05-lora-params", answer)        a number (or array) to work out
     check("05-lora-forward", lora_forward) a function to write, run against the package on random inputs

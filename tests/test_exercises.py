@@ -113,6 +113,34 @@ def test_no_expected_value_in_a_student_facing_cell(ex_id):
             assert not mentions(text, v), f"{ex_id}: the answer {v:g} appears next to the exercise"
 
 
+def test_notebook_answer_key_and_solutions_match_one_to_one():
+    """notebooks/NN_x.ipynb <-> peftcourse/exercises/nbNN_x.py <-> solutions/NN_x.py, and no other module."""
+    package = ROOT / "peftcourse" / "exercises"
+    assert sorted(p.stem for p in package.glob("nb*.py")) == sorted("nb" + p.stem for p in NOTEBOOKS.values())
+    assert sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.py")) == sorted(p.stem for p in NOTEBOOKS.values())
+    for nn_, path in NOTEBOOKS.items():
+        exs = E.for_notebook(nn_)
+        assert exs and all(ex.notebook == nn_ and ex.solution_file == path.stem + ".py" for ex in exs), nn_
+        assert E.module(nn_).__name__ == f"peftcourse.exercises.nb{path.stem}"
+    assert len(IDS) == len(set(IDS)) == sum(len(E.for_notebook(nn_)) for nn_ in NOTEBOOKS)
+
+
+def test_a_notebook_loads_only_its_own_answer_key():
+    import subprocess
+    import sys
+    code = ("import sys; from peftcourse.check import check; check('05-lora-params', ...); "
+            "print(sorted(m for m in sys.modules if m.startswith('peftcourse.exercises.nb')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['peftcourse.exercises.nb05_lora']", out
+
+
+def test_unknown_notebook_is_a_clear_error():
+    with pytest.raises(KeyError, match="no notebook '13'"):
+        E.for_notebook("13")
+    with pytest.raises(KeyError, match="unknown exercise id '13-x'; known ids: 00-adapter-weights"):
+        E.get("13-x")
+
+
 def test_the_registry_refuses_malformed_exercises():
     with pytest.raises(ValueError, match="tol must be a finite number >= 0"):
         E.Exercise("99-x", "quick", "t", "answer", hint="", reread="", expected=lambda: 1, tol=-1)
@@ -365,8 +393,8 @@ def test_every_wrong_prediction_is_explained(ex_id):
 def test_exercises_are_light():
     """Every checker and measurement runs in well under a few seconds on a CPU (the model loads aside)."""
     import time
-    E._tinygpt_counts()
-    E.tiny_gpt2()
+    E.module("12").tinygpt_counts()
+    E.module("04").tiny_gpt2()
     for ex in E.EXERCISES.values():
         start = time.perf_counter()
         if ex.kind == "code":
