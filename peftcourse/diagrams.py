@@ -15,7 +15,7 @@ Trained parts are drawn in the method's colour, frozen ones in grey, fixed non-w
     dora_decomposition      W' = m · V/‖V‖: magnitude and direction
     mora_compress           LoRA's thin A, B against MoRA's square M between compress and decompress
     sbora_factors           FA: one-hot rows of A, r columns of W change; FB: one-hot columns of B, r rows
-    multi_sbora_regions     tasks in disjoint columns vs summed LoRA updates that all overlap
+    multi_sbora_regions     tasks in disjoint columns vs summed LoRA updates; both answer every input
 """
 import math
 
@@ -387,8 +387,11 @@ def mora_compress(d=4096, r=8):
     box(ax, 3.1, 2.4, side, side, f"M\n{r_hat}×{r_hat}\ntrained", COLORS["MoRA"], text_color="white", rounded=False)
     ax.fill([6.8, 9.1, 9.1, 6.8], [2.4, 1.0, 7.0, 2.4 + side], color=lighter(COLORS["MoRA"], 0.6), ec=INK)
     ax.text(7.95, 4.0, f"decompress\n{r_hat} → {d}\n(no weights)", ha="center", fontsize=FONT - 2)
-    ax.text(4.7, 0.4, f"MoRA: {r_hat}² = {r_hat * r_hat:,} weights (≈ LoRA r = {r}); rank(ΔW) up to {r_hat}",
-            ha="center", fontsize=FONT)
+    ax.set_ylim(-1.8, 8)   # room for three lines of text under the drawing
+    ax.text(4.7, 0.6, f"MoRA: {r_hat}² = {r_hat * r_hat:,} weights (LoRA r = {r}: {2 * r * d:,})\n"
+            f"rank(ΔW) ≤ {r_hat} with sharing (drawn: one block); up to {d} with rotation,\n"
+            f"which applies M to each of the {-(-d // r_hat)} blocks of {r_hat} inputs", ha="center", va="top",
+            fontsize=FONT - 1)
     ax.set_title("MoRA: one square matrix", fontsize=FONT + 1)
     fig.tight_layout()
     return fig
@@ -428,16 +431,20 @@ def sbora_factors(n=10, r=3, seed=0):
 
 
 def multi_sbora_regions(n_features=48, r=4, n_tasks=3, seed=0):
-    """Multi-SBoRA gives each task its own r columns (disjoint regions, merged without overlap);
-    summed LoRA updates all touch every weight. Indices as peftcourse.multi_sbora.task_indices draws them."""
+    """Multi-SBoRA gives each task its own r columns (disjoint regions, merged without overlap); summed LoRA
+    updates all touch every weight. Disjoint weights are not disjoint effects: an input uses every feature, so
+    every task's columns answer it, in both (the bottom panel, random updates on a random input).
+    Indices as peftcourse.multi_sbora.task_indices draws them."""
     import torch
     from .multi_sbora import task_indices
     owner = np.full(n_features, np.nan)
-    for t in range(n_tasks):
-        owner[task_indices(n_features, r, t, n_tasks, torch.Generator().manual_seed(seed)).numpy()] = t
+    regions = [task_indices(n_features, r, t, n_tasks, torch.Generator().manual_seed(seed)).numpy()
+               for t in range(n_tasks)]
+    for t, region in enumerate(regions):
+        owner[region] = t
     palette = [COLORS["SBoRA-FA"], COLORS["LoRA"], COLORS["MoRA"], COLORS["DoRA"], COLORS["prompt"]]
-    fig, axes = plt.subplots(2, 1, figsize=(12, 3.8), sharex=True)
-    for ax in axes:
+    fig, axes = plt.subplots(3, 1, figsize=(12, 6.0), gridspec_kw={"height_ratios": [1, 1, 1.3]})
+    for ax in axes[:2]:
         ax.set_xlim(0, n_features)
         ax.set_ylim(0, 1)
         ax.set_yticks([])
@@ -449,13 +456,37 @@ def multi_sbora_regions(n_features=48, r=4, n_tasks=3, seed=0):
         for t2 in range(n_tasks):  # summed LoRA: every task's update covers every column
             axes[1].add_patch(Rectangle((j, t2 / n_tasks), 1, 1 / n_tasks, facecolor=palette[t2 % len(palette)],
                                         edgecolor="none", alpha=0.8))
-    axes[0].set_title(f"Multi-SBoRA: {n_tasks} tasks × r = {r} columns, disjoint (blank: no task)",
+    axes[0].set_title(f"Multi-SBoRA weights: {n_tasks} tasks × r = {r} columns, disjoint (blank: no task)",
                       fontsize=FONT, loc="left")
-    axes[1].set_title("summed LoRA updates: every task changes every column (they interfere)",
-                      fontsize=FONT, loc="left")
+    axes[1].set_title("summed LoRA weights: every task changes every column", fontsize=FONT, loc="left")
     axes[1].set_xlabel(f"input feature (column of W, {n_features} shown)", fontsize=FONT - 1)
-    key(axes[1], [(f"task {t + 1}", palette[t % len(palette)]) for t in range(n_tasks)], loc="lower center")
-    axes[1].get_legend().set_bbox_to_anchor((0.5, -1.1))
+    # the effect: on random inputs x (they use every feature), how strongly each task's update answers them,
+    # every update scaled to the same size ‖ΔW_t‖ = 1 so that only where it sits can make a difference
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_features, 256))
+    effects = {"Multi-SBoRA": [], "summed LoRA": []}
+    for t, region in enumerate(regions):
+        sbora = np.zeros((n_features, n_features))
+        sbora[:, region] = rng.normal(size=(n_features, r))              # FA: r columns
+        lora = rng.normal(size=(n_features, r)) @ rng.normal(size=(r, n_features))
+        for name, dw in (("Multi-SBoRA", sbora), ("summed LoRA", lora)):
+            effects[name].append(np.linalg.norm(dw / np.linalg.norm(dw) @ x))
+    ax = axes[2]
+    for k, (name, values) in enumerate(effects.items()):
+        for t, v in enumerate(values):
+            ax.barh(k + (t - (n_tasks - 1) / 2) * 0.8 / n_tasks, v / values[0], height=0.8 / n_tasks,
+                    color=palette[t % len(palette)])
+    ax.set_yticks(range(len(effects)), list(effects), fontsize=FONT - 1)
+    ax.invert_yaxis()
+    ax.axvline(1, color=INK, lw=1, ls=":")
+    ax.set_xlim(0, 1.15)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlabel("‖ΔW_t x‖ / ‖ΔW_1 x‖ over random inputs x, updates of equal size (1 = as strongly as task 1's)",
+                  fontsize=FONT - 1)
+    ax.set_title("the effect: on inputs that use every feature, every task's update answers, in both (shared effects)",
+                 fontsize=FONT, loc="left")
+    key(axes[2], [(f"task {t + 1}", palette[t % len(palette)]) for t in range(n_tasks)], loc="lower center")
+    axes[2].get_legend().set_bbox_to_anchor((0.5, -0.85))
     fig.tight_layout()
     return fig
 
