@@ -32,12 +32,13 @@ check("05-scaling", scaling);
 
 # %% [05-lora-forward]
 def lora_forward(x, W0, b, A, B, alpha, r):
-    """The output of a LoRA-adapted linear layer for a batch x (batch, in).
+    """LoRA around GPT-2's Conv1D with rsLoRA's scaling, for a batch x (batch, in).
 
-    W0 (out, in) and b (out,) are the frozen layer; A (r, in) and B (out, r) the adapter.
+    W0 (in, out) and b (out,) are the frozen Conv1D layer (weight stored transposed);
+    A (r, in) and B (out, r) the adapter, scaled by alpha / sqrt(r) (rsLoRA).
     """
     ### BEGIN SOLUTION
-    return x @ W0.T + b + (alpha / r) * (x @ A.T) @ B.T   # two thin matmuls: in -> r -> out
+    return x @ W0 + b + (alpha / math.sqrt(r)) * (x @ A.T) @ B.T   # Conv1D: x @ W0; two thin matmuls: in -> r -> out
     ### END SOLUTION
 
 

@@ -32,10 +32,11 @@ check("08-extra-params", answer);
 
 # %% [08-dora-weight]
 def dora_weight(W0, A, B, m, scaling):
-    """DoRA's merged weight W' = m * V / ||V|| with V = W0 + scaling * B A, in nn.Linear layout (out, in)."""
+    """DoRA's merged weight W' = m * V / ||V|| with V = W0 + scaling * (B A)^T, in GPT-2's Conv1D layout:
+    W0 and W' are (in, out); A is (r, in), B (out, r), m (out,): one magnitude per output, i.e. per column."""
     ### BEGIN SOLUTION
-    V = W0 + scaling * B @ A
-    return m[:, None] * V / V.norm(dim=1, keepdim=True)   # one norm per output row
+    V = W0 + scaling * (B @ A).T
+    return m * V / V.norm(dim=0, keepdim=True)   # one norm per output column
     ### END SOLUTION
 
 

@@ -196,7 +196,7 @@ def test_blank_answer_reports_not_answered(ex_id):
 
 def test_solution_prints_the_worked_solution_without_markers():
     ok, printed = run(C.solution, "05-lora-forward")
-    assert "def lora_forward" in printed and "alpha / r" in printed and "### " not in printed
+    assert "def lora_forward" in printed and "alpha / math.sqrt(r)" in printed and "### " not in printed
 
 
 def test_solution_without_the_solutions_folder_says_so(monkeypatch, tmp_path):
@@ -278,24 +278,24 @@ def test_array_answers_compare_shapes_and_layout():
 
 
 # wrong functions a student plausibly writes, with the kind of mistake the checker must name
-def lora_no_scaling(x, W0, b, A, B, alpha, r):
-    return x @ W0.T + b + x @ A.T @ B.T
+def lora_no_scaling(x, W0, b, A, B, alpha, r):   # 05's layer: GPT-2 Conv1D (W0 is (in, out)), rsLoRA's α/√r
+    return x @ W0 + b + x @ A.T @ B.T
 
 
 def lora_no_bias(x, W0, b, A, B, alpha, r):
-    return x @ W0.T + alpha / r * x @ A.T @ B.T
+    return x @ W0 + alpha / r ** 0.5 * x @ A.T @ B.T
 
 
 def lora_detached(x, W0, b, A, B, alpha, r):
-    return (x @ W0.T + b + alpha / r * x @ A.T @ B.T).detach()
+    return (x @ W0 + b + alpha / r ** 0.5 * x @ A.T @ B.T).detach()
 
 
 def lora_transposed(x, W0, b, A, B, alpha, r):
-    return (x @ W0.T + b + alpha / r * x @ A.T @ B.T).T
+    return (x @ W0 + b + alpha / r ** 0.5 * x @ A.T @ B.T).T
 
 
 def lora_crashes(x, W0, b, A, B, alpha, r):
-    return x @ W0 + b
+    return x @ W0.T + b
 
 
 WRONG_CODE = {
@@ -308,7 +308,7 @@ WRONG_CODE = {
                             torch.nn.functional.gelu(h @ W_down.T + b_down) @ W_up.T + b_up, "skip connection")],
     "04-soft-prompt": [(lambda model, prompt, input_ids: torch.cat(
         [model.get_input_embeddings()(input_ids), prompt.expand(input_ids.shape[0], -1, -1)], 1), "come after")],
-    "05-lora-forward": [(lora_no_scaling, "scaling α/r is missing"), (lora_no_bias, "bias b is missing"),
+    "05-lora-forward": [(lora_no_scaling, "scaling α/√r is missing"), (lora_no_bias, "bias b is missing"),
                         (lora_detached, "no gradient flows back"), (lora_transposed, "transposed"),
                         (lora_crashes, "your function raised RuntimeError")],
     "06-nf4-block": [(lambda block: torch.round(block / block.abs().max() * 7).long() + 7, "that is int4")],
@@ -316,9 +316,9 @@ WRONG_CODE = {
         __import__("peftcourse").quant.nearest(blocks / blocks.abs().amax(1, keepdim=True),
                                                __import__("peftcourse").quant.dynamic_code()).flatten(),
         blocks.abs().amax(1), torch.tensor(0.0)))(absmax.view(-1, 256)), "the offset is missing")],
-    "08-dora-weight": [(lambda W0, A, B, m, scaling: (lambda V: m[:, None] * V / V.norm(dim=0, keepdim=True))(
-        W0 + scaling * B @ A), "norm per column"),
-                       (lambda W0, A, B, m, scaling: (lambda V: V / V.norm(dim=1, keepdim=True))(W0 + scaling * B @ A),
+    "08-dora-weight": [(lambda W0, A, B, m, scaling: (lambda V: m * V / V.norm(dim=1, keepdim=True))(
+        W0 + scaling * (B @ A).T), "norm per input row"),   # 08's layer: GPT-2 Conv1D, W0 and W' are (in, out)
+                       (lambda W0, A, B, m, scaling: (lambda V: V / V.norm(dim=0, keepdim=True))(W0 + scaling * (B @ A).T),
                         "magnitude m is missing")],
     "09-sharing": [(lambda x, M, out_features: (lambda r: (torch.nn.functional.pad(
         x, (0, -x.shape[-1] % r)).view(x.shape[0], -1, r).sum(1) @ M.T)[:, torch.arange(out_features) % r])(M.shape[0]),

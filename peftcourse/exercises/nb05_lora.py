@@ -4,6 +4,7 @@ import math
 import torch
 from torch import nn
 
+from ..base import conv1d_class
 from ..linalg import lowrank_params
 from ..lora import LoRALinear
 from .core import Case, Exercise, where
@@ -22,7 +23,7 @@ LORA_PARAMS = Exercise(
 SCALING = Exercise(
     "05-scaling", "quick", "scaling at r=64 with α=16", "scaling",
     hint="LoRA multiplies B A by a factor made of α and r.",
-    reread=where("4 (The scaling factor α)", "'Scaling Factor α'"),
+    reread=where("3 (The scaling factor α)", "'Scaling Factor α'"),
     explain="s = α/r: at fixed α a larger rank takes smaller steps per unit of B A.",
     expected=lambda: LoRALinear(nn.Linear(64, 64), r=64, alpha=16).scaling, tol=1e-9,
     mistakes=((lambda e: 64 / 16, "upside down: the scaling is α/r, not r/α."),
@@ -30,37 +31,44 @@ SCALING = Exercise(
 
 
 def _lora_cases():
+    # the variant the notebook's listings do not show: GPT-2's Conv1D layout (W0 stored (in, out)) and
+    # rsLoRA's scaling α/√r; one square case, so that a transposed W0 gives wrong values, not only a shape error
+    Conv1D = conv1d_class()
     cases = []
-    for seed, (d_in, d_out, r, alpha) in ((0, (12, 10, 3, 6)), (1, (8, 16, 4, 16))):
+    for seed, (d_in, d_out, r, alpha) in ((0, (12, 10, 3, 6)), (1, (8, 8, 4, 16))):
         torch.manual_seed(seed)
-        layer = LoRALinear(nn.Linear(d_in, d_out), r=r, alpha=alpha)
+        layer = LoRALinear(Conv1D(d_out, d_in), r=r, alpha=alpha, rslora=True)
         with torch.no_grad():
+            layer.base.bias.normal_()
             layer.B.normal_()  # a trained adapter: B is no longer zero
         x = torch.randn(5, d_in)
         out = layer(x)
         probe = torch.randn_like(out)
         (out * probe).sum().backward()
         W0, b, A, B = (t.detach().clone() for t in (layer.base.weight, layer.base.bias, layer.A, layer.B))
-        s = alpha / r
+        s = alpha / math.sqrt(r)
+        update = x @ A.T @ B.T
+        wrong = [(x @ W0 + b + (alpha / r) * update, "that is plain LoRA's α/r; rsLoRA scales by α/√r."),
+                 (x @ W0 + b + update, "the scaling α/√r is missing."),
+                 (x @ W0 + s * update, "the base layer's bias b is missing."),
+                 (s * update, "only the update: the frozen base output x W₀ + b is part of h too.")]
+        if d_in == d_out:
+            wrong.append((x @ W0.T + b + s * update,
+                          "W0 is stored as GPT-2's Conv1D stores it, (in, out): the base output is x @ W0, not x @ W0.T."))
         cases.append(Case(
             inputs={"x": x, "W0": W0, "b": b, "A": A, "B": B, "alpha": alpha, "r": r},
-            expected=out.detach(),
-            wrong=((x @ W0.T + b + x @ A.T @ B.T, "the scaling α/r is missing: h = W₀x + b + (α/r)·B A x."),
-                   (x @ W0.T + b + (r / alpha) * x @ A.T @ B.T, "the scaling is upside down: it is α/r, not r/α."),
-                   (x @ W0.T + b + alpha / math.sqrt(r) * x @ A.T @ B.T,
-                    "that is rsLoRA's α/√r; plain LoRA scales by α/r."),
-                   (x @ W0.T + s * x @ A.T @ B.T, "the base layer's bias b is missing."),
-                   (s * x @ A.T @ B.T, "only the update: the frozen base output W₀x + b is part of h too.")),
+            expected=out.detach(), wrong=tuple(wrong),
             grads={"A": layer.A.grad, "B": layer.B.grad}, probe=probe,
-            shape_note="x is (batch, in); W0 is (out, in), A is (r, in), B is (out, r): nn.Linear layout."))
+            shape_note="x is (batch, in); W0 is (in, out) (Conv1D layout), b (out,), A (r, in), B (out, r)."))
     return cases
 
 
 LORA_FORWARD = Exercise(
-    "05-lora-forward", "code", "LoRA's forward", "lora_forward",
-    hint="h = W₀x + b + (α/r)·B A x, with x as rows (x @ W.T in PyTorch).",
-    reread=where("1 (The LoRA layer)", "'LoRA (Low-Rank Adaptation)' and 'Scaling Factor α'"),
-    explain="Two thin matmuls (in → r → out) instead of the out × in matrix ΔW.",
+    "05-lora-forward", "code", "LoRA's forward on a Conv1D layer with rsLoRA's scaling", "lora_forward",
+    hint="h = x W₀ + b + (α/√r)·x Aᵀ Bᵀ: W₀ is already (in, out), A and B keep LoRA's layout.",
+    reread=where("1 (The LoRA layer) and 3 (The scaling factor α)", "'LoRA (Low-Rank Adaptation)' and 'Scaling Factor α'"),
+    explain="Two thin matmuls (in → r → out) instead of the out × in matrix ΔW; the layout of the frozen weight "
+            "changes only the base term, and rsLoRA changes only the factor.",
     cases=_lora_cases)
 
 

@@ -38,6 +38,8 @@ EXTRA_PARAMS = Exercise(
 
 
 def _dora_cases():
+    # the variant the notebook's listings do not show: GPT-2's Conv1D layout, W0 and W' stored (in, out),
+    # so that the paper's column norm is a column norm again (dim=0), one per output
     cases = []
     for seed, (d_in, d_out, r, alpha) in ((0, (12, 6, 2, 4)), (1, (5, 9, 3, 3))):
         torch.manual_seed(seed)
@@ -45,30 +47,31 @@ def _dora_cases():
         with torch.no_grad():
             layer.B.normal_()
             layer.m.mul_(torch.rand(d_out) + 0.5)  # a trained magnitude
-        W = layer.base_weight() + layer.delta_weight()
+        W = (layer.base_weight() + layer.delta_weight()).T   # (in, out), as Conv1D stores it
         probe = torch.randn_like(W)
         (W * probe).sum().backward()
-        W0, A, B, m = (t.detach().clone() for t in (layer.base_weight(), layer.A, layer.B, layer.m))
+        W0, A, B, m = (t.detach().clone() for t in (layer.base_weight().T, layer.A, layer.B, layer.m))
         s = layer.scaling
-        V = W0 + s * B @ A
+        V = W0 + s * (B @ A).T
         cases.append(Case(
             inputs={"W0": W0, "A": A, "B": B, "m": m, "scaling": s}, expected=W.detach(),
-            wrong=((m[:, None] * V / V.norm(dim=0, keepdim=True),
-                    "norm per column: in PyTorch's (out, in) layout the paper's column norm is one norm per ROW."),
-                   (m[:, None] * (W0 + B @ A) / (W0 + B @ A).norm(dim=1, keepdim=True),
-                    "the scaling is missing in V = W₀ + (α/r)·B A."),
-                   (V, "V is not normalised: W' = m ⊙ V / ‖V‖, row by row."),
-                   (V / V.norm(dim=1, keepdim=True), "the magnitude m is missing: W' = m ⊙ V / ‖V‖.")),
+            wrong=((m * V / V.norm(dim=1, keepdim=True),
+                    "norm per input row: in Conv1D's (in, out) layout each output is a COLUMN, so one norm per column."),
+                   (m * (W0 + (B @ A).T) / (W0 + (B @ A).T).norm(dim=0, keepdim=True),
+                    "the scaling is missing in V = W₀ + (α/r)·(B A)ᵀ."),
+                   (V, "V is not normalised: W' = m ⊙ V / ‖V‖, column by column."),
+                   (V / V.norm(dim=0, keepdim=True), "the magnitude m is missing: W' = m ⊙ V / ‖V‖.")),
             grads={"m": layer.m.grad}, probe=probe,
-            shape_note="W0 is (out, in), A (r, in), B (out, r), m (out,); W' has W0's shape."))
+            shape_note="W0 is (in, out) (Conv1D layout), A (r, in), B (out, r), m (out,); W' has W0's shape."))
     return cases
 
 
 DORA_WEIGHT = Exercise(
-    "08-dora-weight", "code", "DoRA's merged weight", "dora_weight",
-    hint="V = W₀ + s·B A; divide every row of V by its norm; multiply row i by m[i].",
-    reread=where("2 (The DoRA layer)", "'DoRA Methodology'"),
-    explain="W' = m ⊙ V/‖V‖ row-wise: magnitude and direction trained separately.",
+    "08-dora-weight", "code", "DoRA's merged weight in GPT-2's Conv1D layout", "dora_weight",
+    hint="B A is (out, in): transpose it to add it to W₀ (in, out); then one norm per output, which is a column here.",
+    reread=where("1 (Magnitude and direction) and 2 (The DoRA layer)", "'DoRA Methodology'"),
+    explain="W' = m ⊙ V/‖V‖ per output: a row in nn.Linear's (out, in) layout, a column in Conv1D's (in, out), "
+            "which is the paper's own convention.",
     cases=_dora_cases)
 
 
