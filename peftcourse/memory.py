@@ -60,10 +60,12 @@ def recipe(method, weight_dtype="fp32", trainable_dtype="fp32", optimizer="adamw
     validate.choice("method", method, ("full", "lora", "qlora"))
     if master_weights is not None:
         validate.flag("master_weights", master_weights)
+    _check_choice("weight_dtype", weight_dtype, DTYPE_BYTES)        # checked even where the method ignores it
+    _check_choice("trainable_dtype", trainable_dtype, DTYPE_BYTES)  # (full FT trains the weights; qlora: nf4 base)
     if method == "qlora":
         weight_dtype = "nf4"
-    w = _check_choice("dtype", weight_dtype, DTYPE_BYTES)
-    t = _check_choice("dtype", trainable_dtype if method != "full" else weight_dtype, DTYPE_BYTES)
+    w = _check_choice("weight_dtype", weight_dtype, DTYPE_BYTES)
+    t = _check_choice("trainable_dtype", trainable_dtype if method != "full" else weight_dtype, DTYPE_BYTES)
     opt = _check_choice("optimizer", optimizer, OPTIMIZER_BYTES)
     if master_weights is None:
         master_weights = t == 2

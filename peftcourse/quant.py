@@ -160,13 +160,17 @@ def quantize_absmax(w, bits=8, blocksize=None):
     """The lecture's absmax quantization: c = 127/absmax for int8 (7/absmax for int4), round, keep c.
 
     blocksize=None uses one block for the whole tensor (the lecture's first formula); any positive
-    int works. (The lecture's int4 slide writes c = 16/absmax; that would need values up to ±16, i.e.
+    int up to the tensor's size (or 4096) works. (The lecture's int4 slide writes c = 16/absmax; that would need values up to ±16, i.e.
     6 bits, so the symmetric int4 range ±7 is used, as bitsandbytes' "int4" table does.)
     """
     check_weight(w)
     validate.int_in("bits", bits, 2, 8)
     if blocksize is not None:
         check_blocksize(blocksize)
+        if blocksize > max(w.numel(), BNB_BLOCKSIZES[-1]):  # a slip (2**40 for 2**4), not a block size
+            raise ValueError(f"blocksize {blocksize} is larger than the tensor ({w.numel()} values) and than the "
+                             f"largest block bitsandbytes uses ({BNB_BLOCKSIZES[-1]}): use a block size up to "
+                             f"{max(w.numel(), BNB_BLOCKSIZES[-1])}, or blocksize=None for one block over the tensor")
     # one block covers at most the whole tensor: a larger block would only add padding zeros
     blocksize = w.numel() if blocksize is None else min(blocksize, w.numel())
     blocks, absmax = split_blocks(w.detach().reshape(-1).float(), blocksize)

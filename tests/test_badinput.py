@@ -369,11 +369,26 @@ def test_absmax_zero_and_tiny_blocks_stay_finite(values):
     assert torch.isfinite(back).all() and (back - values).abs().max() <= values.abs().max() / 254 + 1 / q.c.min()
 
 
-def test_absmax_enormous_blocksize_is_one_block():
+def test_absmax_block_larger_than_the_tensor_is_one_block():
     w = torch.randn(100)
-    q = quant.quantize_absmax(w, bits=8, blocksize=10**15)
+    q = quant.quantize_absmax(w, bits=8, blocksize=4096)   # bitsandbytes' largest block on a small tensor
     torch.testing.assert_close(q.dequantize(), quant.quantize_absmax(w, bits=8).dequantize(), atol=0, rtol=0)
     assert q.c.numel() == 1
+
+
+@pytest.mark.parametrize("blocksize", [2**40, 10**15, 4097])
+def test_absmax_absurd_blocksize_is_a_clear_error(blocksize):
+    with pytest.raises(ValueError, match=rf"blocksize {blocksize} is larger than the tensor \(100 values\) .* "
+                                         r"up to 4096, or blocksize=None"):
+        quant.quantize_absmax(torch.randn(100), bits=8, blocksize=blocksize)
+    assert quant.quantize_absmax(torch.randn(8192), blocksize=8192).c.numel() == 1   # the whole tensor: fine
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "qlora"])
+@pytest.mark.parametrize("arg", ["trainable_dtype", "weight_dtype"])
+def test_recipe_names_an_unknown_dtype_whatever_the_method(method, arg):
+    with pytest.raises(ValueError, match=rf"unknown {arg} 'fp33': use one of \['bf16', 'fp16', 'fp32'"):
+        memory.recipe(method, **{arg: "fp33"})
 
 
 @pytest.mark.parametrize("call, error, words", [

@@ -47,7 +47,7 @@ def test_estimate_rejects_nonsense(kwargs, match):
 
 
 def test_recipe_rejects_unknown_names():
-    with pytest.raises(ValueError, match="unknown dtype 'fp12'"):
+    with pytest.raises(ValueError, match="unknown weight_dtype 'fp12'"):
         memory.recipe("full", weight_dtype="fp12")
     with pytest.raises(ValueError, match="unknown optimizer"):
         memory.recipe("lora", optimizer="lion")
