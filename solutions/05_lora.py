@@ -47,6 +47,6 @@ check("05-lora-forward", lora_forward);
 
 # %% [05-lora-first-grad]
 ### BEGIN SOLUTION
-prediction = 'B'
+prediction = 'neither'
 ### END SOLUTION
 predict("05-lora-first-grad", prediction);

@@ -73,8 +73,11 @@ LORA_FORWARD = Exercise(
 
 
 def _first_grads():
+    # not the layer's own initialisation (its listing says B gets gradients at once): A and B both start at zero
     torch.manual_seed(0)
     layer = LoRALinear(nn.Linear(16, 16), r=4, alpha=8)
+    with torch.no_grad():
+        layer.A.zero_()
     layer(torch.randn(8, 16)).pow(2).sum().backward()
     return {"A": layer.A.grad.abs().max().item(), "B": layer.B.grad.abs().max().item()}
 
@@ -86,11 +89,11 @@ def _which_moved(measured):
 
 
 LORA_FIRST_GRAD = Exercise(
-    "05-lora-first-grad", "predict", "which LoRA factor gets a gradient on the first step", "prediction",
+    "05-lora-first-grad", "predict", "which LoRA factor gets a gradient if A and B both start at zero", "prediction",
     hint="", reread=where("1 (The LoRA layer)", "'LoRA (Low-Rank Adaptation)' (A random, B = 0)"),
-    explain="Largest |gradient|: {m}. B = 0 at the start, so ∂L/∂A = (α/r)·Bᵀ(∂L/∂h)xᵀ = 0, while "
-            "∂L/∂B = (α/r)·(∂L/∂h)(A x)ᵀ ≠ 0 because A is random. After the first step B ≠ 0 and A "
-            "trains too. Had both started at zero, neither would ever move.",
+    explain="Largest |gradient|: {m}. ∂L/∂A = (α/r)·Bᵀ(∂L/∂h)xᵀ = 0 because B = 0, and ∂L/∂B = (α/r)·(∂L/∂h)(A x)ᵀ = 0 "
+            "because A = 0: neither factor ever moves. That is why LoRA starts A random and only B at zero: "
+            "ΔW = BA is still 0, but B gets a gradient on the first step and A from the second on.",
     options={"A": "only A", "B": "only B", "both": "both", "neither": "neither"},
     outcome=_which_moved, measure=_first_grads)
 
