@@ -18,14 +18,14 @@ from peftcourse.check import check, predict, reveal, solution
 
 # %% [07-base-gb]
 ### BEGIN SOLUTION
-answer_gb = 70e9 * 4.127 / 8 / 1e9   # bits -> bytes -> GB
+answer_gb = 65e9 * 4.127 / 8 / 1e9   # bits -> bytes -> GB
 ### END SOLUTION
 check("07-base-gb", answer_gb);
 
 
 # %% [07-bytes-trainable]
 ### BEGIN SOLUTION
-answer_bytes = 4 + 4 + 2 * 4   # fp32 weight, gradient, two AdamW moments
+answer_bytes = 2 + 2 + 4 + 2 * 1   # bf16 weight and gradient, fp32 master copy, two 8-bit moments
 ### END SOLUTION
 check("07-bytes-trainable", answer_bytes);
 

@@ -25,7 +25,7 @@ check("08-magnitude", answer_m);
 
 # %% [08-extra-params]
 ### BEGIN SOLUTION
-answer = 4 * (576 + 192 + 768 + 192)   # one magnitude per output: c_attn, attn.c_proj, c_fc, mlp.c_proj
+answer = 12 * (3 * 768 + 768 + 3072 + 768)   # one magnitude per output: c_attn, attn.c_proj, c_fc, mlp.c_proj
 ### END SOLUTION
 check("08-extra-params", answer);
 

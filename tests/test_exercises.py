@@ -192,6 +192,9 @@ def test_blank_answer_reports_not_answered(ex_id):
     for blank in blanks:
         ok, printed = run(C.check, ex_id, blank)
         assert not ok and "not answered yet" in printed, printed
+    if ex.kind == "code":   # nbgrader's stub raises: the message says what the function still does
+        assert "it still returns nothing" in run(C.check, ex_id, blanks[2])[1]
+        assert "it still raises NotImplementedError" in run(C.check, ex_id, blanks[3])[1]
 
 
 def test_solution_prints_the_worked_solution_without_markers():
@@ -252,8 +255,8 @@ def test_bad_input_gets_a_clear_message(answer, message):
 
 
 def test_tolerance_is_applied():
-    assert run(C.check, "07-base-gb", 36.1)[0]          # within ±0.05 of the answer
-    assert not run(C.check, "07-base-gb", 36.0)[0]
+    assert run(C.check, "07-base-gb", 33.5)[0]          # within ±0.05 of the answer (33.53)
+    assert not run(C.check, "07-base-gb", 33.4)[0]
 
 
 def test_unknown_id_and_wrong_entry_point_are_clear_errors():

@@ -5,23 +5,26 @@ from .. import memory, quant
 from .core import Case, Exercise, Feedback, where
 
 BASE_GB = Exercise(
-    "07-base-gb", "quick", "LLaMA-2-70B NF4 + DQ base, GB", "answer_gb",
+    "07-base-gb", "quick", "LLaMA-65B NF4 + DQ base, GB", "answer_gb",
     hint="weights × bits per weight gives bits; divide by 8 for bytes and by 10⁹ for GB.",
     reread=where("7 (The lecture's LLaMA-3-8B arithmetic)", "'How does QLoRA reduce memory to 14GB?'"),
-    explain="70e9 × 4.127 / 8 bytes: a 70 B model fits one 48 GB GPU.",
-    expected=lambda: memory.gb(70e9 * 4.127 / 8), tol=0.05,
-    mistakes=((lambda e: memory.gb(70e9 * 4 / 8), "the quantization constants are missing: 4.127 bits, not 4."),
-              (lambda e: memory.gb(70e9 * 4.5 / 8), "that is without double quantization (4.5 bits).")))
+    explain="65e9 × 4.127 / 8 bytes: the base of the paper's largest Guanaco fits one 48 GB GPU, with room left "
+            "for the adapter, its optimizer state and the activations.",
+    expected=lambda: memory.gb(65e9 * 4.127 / 8), tol=0.05,
+    mistakes=((lambda e: memory.gb(65e9 * 4 / 8), "the quantization constants are missing: 4.127 bits, not 4."),
+              (lambda e: memory.gb(65e9 * 4.5 / 8), "that is without double quantization (4.5 bits).")))
 
 BYTES_TRAINABLE = Exercise(
-    "07-bytes-trainable", "quick", "bytes per trainable parameter, fp32 LoRA with AdamW", "answer_bytes",
-    hint="add the fp32 weight, its fp32 gradient and AdamW's two fp32 moments.",
+    "07-bytes-trainable", "quick", "bytes per trainable parameter, bf16 LoRA, fp32 master copy, 8-bit paged AdamW",
+    "answer_bytes",
+    hint="add the bf16 weight, its bf16 gradient, the fp32 master copy and the 8-bit optimizer's two one-byte moments.",
     reread=where("4 (Memory)", "'How does QLoRA reduce memory to 14GB?'"),
-    explain="4 + 4 + 2 × 4 bytes; no master copy is needed when the weights are fp32 already.",
-    expected=lambda: memory.recipe("qlora", trainable_dtype="fp32", optimizer="adamw").bytes_per_trainable,
-    mistakes=((lambda e: e - 4, "one fp32 tensor is missing: weight, gradient and two moments."),
-              (lambda e: e + 4, "one fp32 tensor too many: with fp32 weights there is no separate master copy."),
-              (lambda e: e / 4, "those are numbers per parameter; each fp32 number is 4 bytes.")))
+    explain="2 + 2 + 4 + 2 × 1 bytes: in mixed precision the fp32 master copy costs more than the 16-bit weight "
+            "and gradient together, and the 8-bit optimizer saves 6 of AdamW's 8 bytes.",
+    expected=lambda: memory.recipe("qlora", trainable_dtype="bf16", optimizer="paged_adamw_8bit").bytes_per_trainable,
+    mistakes=((lambda e: e - 4, "the fp32 master copy is missing: mixed precision keeps one (4 bytes)."),
+              (lambda e: e + 6, "those are fp32 AdamW moments (8 bytes); the 8-bit optimizer keeps 2."),
+              (lambda e: e + 4, "the weight and gradient are bf16 (2 bytes each), not fp32.")))
 
 
 def _q_scale_offset_as_one(student_fn):

@@ -26,15 +26,17 @@ MAGNITUDE = Exercise(
               (lambda e: torch.tensor(_W).pow(2).sum(1), "the square root is missing.")))
 
 EXTRA_PARAMS = Exercise(
-    "08-extra-params", "quick", "DoRA's extra trainable parameters", "answer",
+    "08-extra-params", "quick", "DoRA's extra trainable parameters on GPT-2 small", "answer",
     hint="m has one entry per output feature of every adapted layer; 'c_proj' matches two layers per block.",
     reread=where("2 (The DoRA layer)", "'DoRA Methodology'"),
-    explain="One magnitude per output feature: 576 + 192 + 768 + 192 per block.",
-    expected=lambda: 4 * (576 + 192 + 768 + 192),
-    mistakes=((lambda e: 4 * (576 + 192 + 768), "'c_proj' matches two layers per block: the attention's and "
-                                                "the MLP's output projections."),
-              (lambda e: 4 * (192 + 192 + 192 + 768), "per input feature: m has one entry per output "
-                                                      "feature (row) of W.")))
+    explain="One magnitude per output feature: 3·768 + 768 + 3072 + 768 per block, times 12 blocks; about 0.07 % "
+            "of GPT-2 small's 124 M weights.",
+    expected=lambda: 12 * (3 * 768 + 768 + 3072 + 768),
+    mistakes=((lambda e: 12 * (3 * 768 + 768 + 3072), "'c_proj' matches two layers per block: the attention's and "
+                                                      "the MLP's output projections."),
+              (lambda e: 12 * (768 + 768 + 768 + 3072), "per input feature: m has one entry per output "
+                                                        "feature (row) of W."),
+              (lambda e: e / 12, "that is one block: GPT-2 small has 12.")))
 
 
 def _dora_cases():
