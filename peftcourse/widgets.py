@@ -1,10 +1,12 @@
-"""Interactive widgets that always show something: the default result is also a plain output.
+"""Interactive widgets whose result is a plain output: it shows everywhere and survives save and reopen.
 
 A widget's own output lives in the kernel. Opened fresh (an untrusted clone, GitHub, nbviewer) a
-notebook shows none of it, only a text repr like `interactive(children=(IntSlider(...`. So
-`interact` runs the function once with the default values and prints/draws that result as ordinary
-cell outputs (text, PNG), which are saved in the notebook and show everywhere; the controls come
-below it, and moving one replaces the default result with the chosen one.
+notebook shows none of it, only a text repr like `interactive(children=(IntSlider(...`; saved in
+JupyterLab and reopened once the kernel is gone, it shows "Error displaying widget: model not found".
+So `interact` runs the function once with the default values and prints/draws that result as ordinary
+cell outputs (text, PNG) above the controls. Moving a control reruns the function and updates those
+same outputs in place: the result never moves, and the saved file always holds, as plain text and
+PNG, the result for the values last chosen (the defaults after Run All or a full run).
 
 Usage in a notebook (the knobs are ipywidgets controls or the abbreviations ipywidgets.interact takes):
 
@@ -24,16 +26,24 @@ Usage in a notebook (the knobs are ipywidgets controls or the abbreviations ipyw
 
 The last value of the cell should be nothing (interact returns None): the widget is displayed by
 interact itself, with a readable text fallback instead of the widget's repr.
+
+A run started by a button (manual=True, or the live button) may take a while: while it runs, what it
+prints and its progress line appear under the buttons, then its result replaces the one above. An
+error appears under the controls and leaves the result above as it was.
 """
+import base64
+import html
 import sys
 
 import ipywidgets
 
 __all__ = ["interact"]
 
+EMPTY = {"text/plain": ""}
+
 
 def interact(show, *, manual=False, live=None, live_name="train live", **knobs):
-    """Display show(**defaults) as plain outputs, then controls that rerun show for the values chosen.
+    """Display show(**defaults) as plain outputs, then controls that rerun show and update those outputs.
 
     show: the function to explore; it prints and/or draws (plt.show()) its result. Its default
         result is computed here once, so the cell is never empty (and a slow one costs its run time).
@@ -51,68 +61,114 @@ def interact(show, *, manual=False, live=None, live_name="train live", **knobs):
     if not knobs:
         raise ValueError("interact needs at least one knob, e.g. r=widgets.IntSlider(8, 1, 64)")
     # ipywidgets builds the controls from the knobs; manual=True only stops it from running show at once
-    # into the widget's output (the default result goes to the plain outputs below instead)
+    # into the widget's output (the result goes to the plain outputs above the controls instead)
     built = ipywidgets.interactive(show, {"manual": True}, **knobs)
     knob_widgets, out = built.kwargs_widgets, built.out
-    defaults = {w._kwarg: w.get_interact_value() for w in knob_widgets}
-    handles = show_plain(show, defaults)
 
-    def run(fn):
-        for handle in handles:  # the default result gives way to the chosen one, shown under the controls
-            handle.update({"text/plain": ""}, raw=True)
-        handles.clear()
-        with out:
-            out.clear_output(wait=True)
-            fn(**{w._kwarg: w.get_interact_value() for w in knob_widgets})
-            flush_figures()
+    def values():
+        return {w._kwarg: w.get_interact_value() for w in knob_widgets}
+
+    shell = ipython()
+    if shell is None:  # a plain Python run has no front end: print the default result, draw no controls
+        show(**values())
+        return None
+    result = Result(record(shell, show, values()))
+
+    def run(fn, echo):
+        """Rerun fn for the chosen values; its result replaces the plain outputs above the controls.
+
+        echo (button runs, which may be slow): what fn prints and its progress line show under the
+        controls while it runs. An error shows there too, and the plain outputs keep the last result.
+        """
+        items = None
+        with out:  # in a kernel the output widget shows an error's traceback and swallows the error
+            out.clear_output()
+            items = record(shell, fn, values(), echo=echo)
+            out.clear_output()
+        # outside `with out:`, or the output widget would capture the updates meant for the cell's outputs
+        if items is not None:
+            result.update(items)
 
     children = [w for w in knob_widgets if isinstance(w, ipywidgets.DOMWidget)]
     if manual:
         children.append(ipywidgets.Button(description="show"))
-        children[-1].on_click(lambda _: run(show))
+        children[-1].on_click(lambda _: run(show, echo=True))
     else:
         for w in knob_widgets:
-            w.observe(lambda _: run(show), names="value")
+            w.observe(lambda _: run(show, echo=False), names="value")
     if live is not None:
         children.append(ipywidgets.Button(description=live_name, tooltip="train for the values chosen (slow)"))
-        children[-1].on_click(lambda _: run(live))
+        children[-1].on_click(lambda _: run(live, echo=True))
     box = ipywidgets.VBox(children + [out], _dom_classes=["widget-interact"])
     names = [w._kwarg for w in knob_widgets if isinstance(w, ipywidgets.DOMWidget)]
-    fallback = (f"[controls for {', '.join(names)}: run the notebook to use them; "
-                "the result above is for the default values]")
-    if ipython() is not None:  # a plain Python run has no front end to draw the controls
-        display({**box._repr_mimebundle_(), "text/plain": fallback}, raw=True)
+    fallback = (f"[controls for {', '.join(names)}: run the notebook to use them; the result above is for "
+                "the values they were last set to (the defaults, unless someone moved them before saving)]")
+    display({**box._repr_mimebundle_(), "text/plain": fallback}, raw=True)
     return None
 
 
-def show_plain(fn, kwargs):
-    """Run fn(**kwargs) and re-emit what it printed and drew, in order, as ordinary outputs.
+class Result:
+    """The plain outputs that hold the current result: one per printed text or displayed object.
 
-    Returns a display handle per output (to replace them later); outside IPython fn just runs
-    (its prints go to stdout) and there are no handles.
+    They are displayed once (the default result) and then updated in place by display id, so the
+    result stays above the controls and is saved with the notebook. A later result with fewer parts
+    blanks the outputs left over; one with more parts merges the extra ones into the last output.
     """
-    shell = ipython()
-    if shell is None:
-        fn(**kwargs)
-        return []
-    items = record(shell, fn, kwargs)
-    handles = []
-    for kind, data, metadata, _ in items:
-        if kind == "text":
-            handles.append(display({"text/plain": data}, raw=True, display_id=True))
+
+    def __init__(self, items):
+        bundles = [bundle(item) for item in items] or [(EMPTY, {})]
+        self.handles = [display(data, metadata=metadata, raw=True, display_id=True) for data, metadata in bundles]
+
+    def update(self, items):
+        bundles = [bundle(item) for item in items]
+        n = len(self.handles)
+        if len(bundles) > n:
+            bundles = bundles[:n - 1] + [merge(bundles[n - 1:])]
+        bundles += [(EMPTY, {})] * (n - len(bundles))
+        for handle, (data, metadata) in zip(self.handles, bundles):
+            handle.update(data, metadata=metadata, raw=True)
+
+
+def bundle(item):
+    """A recorded item as (mime bundle, metadata)."""
+    kind, data, metadata, _ = item
+    if kind == "text":
+        return {"text/plain": data}, {}
+    return data, metadata or {}
+
+
+def merge(bundles):
+    """Several outputs as one: their texts joined; with a figure among them, also one HTML page of all."""
+    texts = [data.get("text/plain", "") for data, _ in bundles]
+    if all(set(data) <= {"text/plain"} for data, _ in bundles):
+        return {"text/plain": "".join(texts)}, {}
+    parts = []
+    for data, _ in bundles:
+        if "text/html" in data:
+            parts.append(data["text/html"])
+        elif "image/png" in data:
+            png = data["image/png"]
+            png = png if isinstance(png, str) else base64.b64encode(png).decode("ascii")
+            parts.append(f'<img src="data:image/png;base64,{png}"/>')
         else:
-            handles.append(display(data, metadata=metadata or {}, raw=True, display_id=True))
-    return [h for h in handles if h is not None]
+            parts.append(f"<pre>{html.escape(data.get('text/plain', ''))}</pre>")
+    return {"text/html": "\n".join(parts), "text/plain": "\n".join(t.rstrip("\n") for t in texts) + "\n"}, {}
 
 
-def record(shell, fn, kwargs):
-    """fn's printed text and displayed objects (figures included), as [kind, data, metadata, display_id] in order."""
+def record(shell, fn, kwargs, echo=False):
+    """fn's printed text and displayed objects (figures included), as [kind, data, metadata, display_id] in order.
+
+    echo: also pass them on as they come (into the output widget a button run is wrapped in).
+    """
     from IPython.core.displaypub import CapturingDisplayPublisher
 
     items = []
+    saved_stdout, saved_pub = sys.stdout, shell.display_pub
 
     class Text:
         def write(self, s):
+            if echo:
+                saved_stdout.write(s)
             if items and items[-1][0] == "text":
                 items[-1][1] += s
             elif s:
@@ -120,10 +176,13 @@ def record(shell, fn, kwargs):
             return len(s)
 
         def flush(self):
-            pass
+            if echo:
+                saved_stdout.flush()
 
     class Publisher(CapturingDisplayPublisher):
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False):
+            if echo:
+                saved_pub.publish(data, metadata=metadata, transient=transient, update=update)
             display_id = (transient or {}).get("display_id")
             if update:  # an output updated in place (e.g. train's progress line) keeps only its last state
                 for item in items:
@@ -132,7 +191,10 @@ def record(shell, fn, kwargs):
                         return
             items.append(["rich", data, metadata, display_id])
 
-    saved_stdout, saved_pub = sys.stdout, shell.display_pub
+        def clear_output(self, wait=False):
+            if echo:
+                saved_pub.clear_output(wait)
+
     sys.stdout, shell.display_pub = Text(), Publisher()
     try:
         fn(**kwargs)
