@@ -23,23 +23,24 @@ answer = 13e9 * 16 / 1e9   # 16 bytes per parameter; GB = 10**9 bytes
 check("01-full-ft-gb", answer);
 
 
-# %% [01-feature-based]
+# %% [01-bitfit]
 from torch import nn
 
-def feature_based(model, n_classes):
-    """Approach (2): freeze the pretrained SmallCNN and give it a new, trainable last layer with n_classes outputs.
+def bitfit(model, n_classes):
+    """BitFit on the pretrained SmallCNN: every bias trains, every weight stays frozen, and a new last layer with
+    n_classes outputs trains whole.
 
     The last layer is model.head[-1] (an nn.Linear). Change the model in place and return it.
     """
     ### BEGIN SOLUTION
-    for p in model.parameters():
-        p.requires_grad_(False)                       # the pretrained network becomes a fixed feature extractor
-    model.head[-1] = nn.Linear(model.head[-1].in_features, n_classes)   # a new layer trains by default
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.endswith("bias"))                   # biases train, weights and kernels stay frozen
+    model.head[-1] = nn.Linear(model.head[-1].in_features, n_classes)   # a new layer trains by default, weight too
     return model
     ### END SOLUTION
 
 
-check("01-feature-based", feature_based);
+check("01-bitfit", bitfit);
 
 
 # %% [01-top-layer-share]

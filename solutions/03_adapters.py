@@ -23,22 +23,24 @@ answer = 6 * 2 * (2 * 384 * 32 + 384 + 32)   # blocks x adapters x (down + up we
 check("03-adapter-params", answer);
 
 
-# %% [03-adapter-forward]
-def bottleneck_adapter(h, W_down, b_down, W_up, b_up):
-    """A Houlsby bottleneck adapter applied to h (..., d): down-project to b, GELU, up-project to d, plus h.
+# %% [03-parallel-adapter]
+def parallel_adapter(x, sublayer_out, W_down, b_down, W_up, b_up, scale):
+    """He et al.'s parallel adapter: the bottleneck (down-project to b, GELU, up-project to d) reads the sublayer's
+    input x; its result, times scale, is added to the sublayer's output sublayer_out. Both are (..., d).
 
     Weights in nn.Linear layout (out, in): W_down is (b, d), W_up is (d, b).
     """
     ### BEGIN SOLUTION
-    return h + torch.nn.functional.gelu(h @ W_down.T + b_down) @ W_up.T + b_up
+    branch = torch.nn.functional.gelu(x @ W_down.T + b_down) @ W_up.T + b_up   # the bottleneck on the input
+    return sublayer_out + scale * branch                                        # beside the sublayer, scaled
     ### END SOLUTION
 
 
-check("03-adapter-forward", bottleneck_adapter);
+check("03-parallel-adapter", parallel_adapter);
 
 
-# %% [03-identity-at-init]
+# %% [03-all-zero-start]
 ### BEGIN SOLUTION
-prediction = 'a'
+prediction = 'b'
 ### END SOLUTION
-predict("03-identity-at-init", prediction);
+predict("03-all-zero-start", prediction);

@@ -23,24 +23,24 @@ answer = 10 * 4 * 2 * 192   # a key and a value of size d per layer and virtual 
 check("04-prefix-params", answer);
 
 
-# %% [04-soft-prompt]
-def soft_prompt_inputs(model, prompt, input_ids):
-    """Prompt tuning's input: the soft prompt (n, d) in front of the embedded tokens of input_ids (batch, seq).
+# %% [04-mixed-prompts]
+def mixed_task_inputs(model, prompts, task_ids, input_ids):
+    """Prompt tuning for several tasks in one batch: each sequence of input_ids (batch, seq) goes behind the soft
+    prompt of its task. prompts is (tasks, n, d), one prompt per task; task_ids (batch,) names each sequence's task.
 
     Return inputs_embeds of shape (batch, n + seq, d) for the frozen model.
     """
     ### BEGIN SOLUTION
     embeds = model.get_input_embeddings()(input_ids)              # (batch, seq, d)
-    prompt = prompt.expand(input_ids.shape[0], -1, -1)              # the same prompt for every sequence
-    return torch.cat([prompt, embeds], dim=1)
+    return torch.cat([prompts[task_ids], embeds], dim=1)          # prompts[task_ids]: (batch, n, d), one per row
     ### END SOLUTION
 
 
-check("04-soft-prompt", soft_prompt_inputs);
+check("04-mixed-prompts", mixed_task_inputs);
 
 
 # %% [04-prefix-vs-prompt]
 ### BEGIN SOLUTION
-prediction = '8'
+prediction = '72'
 ### END SOLUTION
 predict("04-prefix-vs-prompt", prediction);

@@ -302,15 +302,22 @@ def lora_crashes(x, W0, b, A, B, alpha, r):
 
 
 WRONG_CODE = {
-    "01-feature-based": [(lambda model, n_classes: model, "nothing changed"),
-                         (lambda model, n_classes: cnn.prepare(model, "full", n_classes), "everything still trains")],
+    "01-bitfit": [(lambda model, n_classes: model, "nothing changed"),
+                  (lambda model, n_classes: cnn.prepare(model, "full", n_classes), "everything still trains"),
+                  (lambda model, n_classes: cnn.prepare(model, "feature-based", n_classes), "only the new layer trains")],
     "02-svd-truncate": [(lambda M, r: (lambda U, S, Vh: U[:, :r] @ Vh[:r])(*torch.linalg.svd(M, full_matrices=False)),
                          "singular values are missing"),
                         (lambda M, r: M, "nothing was truncated")],
-    "03-adapter-forward": [(lambda h, W_down, b_down, W_up, b_up:
-                            torch.nn.functional.gelu(h @ W_down.T + b_down) @ W_up.T + b_up, "skip connection")],
-    "04-soft-prompt": [(lambda model, prompt, input_ids: torch.cat(
-        [model.get_input_embeddings()(input_ids), prompt.expand(input_ids.shape[0], -1, -1)], 1), "come after")],
+    "03-parallel-adapter": [(lambda x, sublayer_out, W_down, b_down, W_up, b_up, scale:
+                             sublayer_out + torch.nn.functional.gelu(x @ W_down.T + b_down) @ W_up.T + b_up,
+                             "scaling factor is missing"),
+                            (lambda x, sublayer_out, W_down, b_down, W_up, b_up, scale: sublayer_out + scale * (
+                                torch.nn.functional.gelu(sublayer_out @ W_down.T + b_down) @ W_up.T + b_up),
+                             "reads the sublayer's output")],
+    "04-mixed-prompts": [(lambda model, prompts, task_ids, input_ids: torch.cat(
+        [model.get_input_embeddings()(input_ids), prompts[task_ids]], 1), "come after"),
+                         (lambda model, prompts, task_ids, input_ids: torch.cat(
+        [prompts[0].expand(len(task_ids), -1, -1), model.get_input_embeddings()(input_ids)], 1), "first task's prompt")],
     "05-lora-forward": [(lora_no_scaling, "scaling α/√r is missing"), (lora_no_bias, "bias b is missing"),
                         (lora_detached, "no gradient flows back"), (lora_transposed, "transposed"),
                         (lora_crashes, "your function raised RuntimeError")],
@@ -349,10 +356,10 @@ def test_common_wrong_function_gets_its_hint(ex_id, fn, hint):
 
 
 @pytest.mark.parametrize("ex_id, fn, hint", [
-    ("01-feature-based", lambda model, n_classes: model.head.append(torch.nn.Linear(10, n_classes)) and model,
+    ("01-bitfit", lambda model, n_classes: model.head.append(torch.nn.Linear(10, n_classes)) and model,
      "different number of weight tensors"),
-    ("01-feature-based", lambda model, n_classes: n_classes, "return the model"),
-    ("04-soft-prompt", lambda model, prompt, input_ids: prompt, "the model needs (batch, n + seq, d)"),
+    ("01-bitfit", lambda model, n_classes: n_classes, "return the model"),
+    ("04-mixed-prompts", lambda model, prompts, task_ids, input_ids: prompts, "the model needs (batch, n + seq, d)"),
     ("07-double-quant", lambda absmax: absmax, "return three things"),
 ])
 def test_results_that_cannot_be_compared_are_explained(ex_id, fn, hint):

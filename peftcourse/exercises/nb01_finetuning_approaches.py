@@ -19,8 +19,9 @@ FULL_FT_GB = Exercise(
               (lambda e: e * 12 / 16, "the fp16 weight and gradient are missing: 2 + 2 bytes more per parameter.")))
 
 
-def _feature_based_summary(student_fn):
-    """Run a student's feature_based(model, n_classes) and summarise what it did as one tensor."""
+def _prepared_summary(student_fn):
+    """Run a student's bitfit(model, n_classes) and summarise what it did as one tensor: which parameter tensors
+    train, then the last layer's shape."""
     def run(model, n_classes):
         m = student_fn(copy.deepcopy(model), n_classes)  # a copy: the pretrained model stays as it was
         if m is None or m is Ellipsis:
@@ -36,54 +37,98 @@ def _feature_based_summary(student_fn):
     return run
 
 
-def _feature_based_cases():
+def _bitfit_reference(model, n_classes):
+    """BitFit (Ben Zaken et al. 2022) on SmallCNN: every bias trains, every weight and kernel is frozen, and a new
+    output layer with n_classes outputs trains whole."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.endswith("bias"))
+    model.head[-1] = nn.Linear(model.head[-1].in_features, n_classes)
+    return model
+
+
+def _bitfit_cases():
     cases = []
     for seed, n_classes in ((0, 5), (1, 3)):
         torch.manual_seed(seed)
         model = cnn.SmallCNN()
-        reference = cnn.prepare(copy.deepcopy(model), "feature-based", n_classes)
-        expected = torch.tensor([p.requires_grad for p in reference.parameters()], dtype=torch.float32)
-        shapes = torch.tensor(list(reference.head[-1].weight.shape), dtype=torch.float32)
-        everything = torch.ones_like(expected)
-        head_frozen = torch.zeros_like(expected)
-        old_shape = torch.tensor(list(model.head[-1].weight.shape), dtype=torch.float32)
+        def summarise(prepare):   # what the checker compares, for a (wrong) way of preparing the model
+            return _prepared_summary(prepare)(model, n_classes)
+
+        def weights_train_biases_frozen(m, n):
+            m = _bitfit_reference(m, n)
+            for name, p in m.named_parameters():
+                p.requires_grad_(not name.endswith("bias"))
+            return m
+
+        def new_layer_weight_frozen(m, n):
+            m = _bitfit_reference(m, n)
+            m.head[-1].weight.requires_grad_(False)
+            return m
+
+        def biases_without_new_layer(m, n):
+            for name, p in m.named_parameters():
+                p.requires_grad_(name.endswith("bias"))
+            return m
+
         cases.append(Case(
             inputs={"model": model, "n_classes": n_classes},
-            expected=torch.cat([expected, shapes]),
-            wrong=((torch.cat([everything, shapes]), "everything still trains: freeze the pretrained layers "
-                                                     "(requires_grad_(False)) before adding the new classifier."),
-                   (torch.cat([head_frozen, shapes]), "nothing trains: the new classifier must stay trainable "
-                                                      "(create it after freezing, or unfreeze it)."),
-                   (torch.cat([everything, old_shape]), "nothing changed: freeze the pretrained layers, then replace "
-                                                        "model.head[-1] by a new nn.Linear with n_classes outputs."),
-                   (torch.cat([expected, old_shape]), "the last layer still has the source task's outputs: replace it "
-                                                      "by a new nn.Linear with n_classes outputs.")),
-            shape_note="Return the model itself (prepared in place).", wrap=_feature_based_summary))
+            expected=_prepared_summary(_bitfit_reference)(model, n_classes),
+            wrong=((summarise(lambda m, n: cnn.prepare(m, "feature-based", n)),
+                    "only the new layer trains: that is approach (2). BitFit also keeps every bias of the pretrained "
+                    "layers trainable."),
+                   (summarise(lambda m, n: cnn.prepare(m, "full", n)),
+                    "everything still trains: freeze the weight matrices and kernels, keep only the biases (and the "
+                    "new layer) trainable."),
+                   (summarise(lambda m, n: m), "nothing changed: freeze every weight but the biases, then replace model.head[-1] "
+                                     "by a new nn.Linear with n_classes outputs."),
+                   (summarise(weights_train_biases_frozen),
+                    "upside down: the biases should train and the weights stay frozen (parameter names end in "
+                    "'.bias' or '.weight')."),
+                   (summarise(new_layer_weight_frozen),
+                    "the new output layer is random: its weight must train too, not only its bias."),
+                   (summarise(biases_without_new_layer),
+                    "the last layer still has the source task's outputs: replace it by a new nn.Linear with "
+                    "n_classes outputs.")),
+            shape_note="Return the model itself (prepared in place).", wrap=_prepared_summary))
     return cases
 
 
-FEATURE_BASED = Exercise(
-    "01-feature-based", "code", "feature-based fine-tuning", "feature_based",
-    hint="freeze every pretrained parameter, then give the model a new, trainable last layer.",
+def _pretrained_biases():
+    """The biases BitFit adds to approach (2) in the notebook's 12x12 SmallCNN (every bias but the new layer's)."""
+    with torch.random.fork_rng():   # building a network draws random weights: leave the caller's generator alone
+        model = cnn.SmallCNN(n_classes=5, image_size=12)
+    return sum(p.numel() for name, p in model.named_parameters()
+               if name.endswith("bias") and not name.startswith("head.2."))
+
+
+_PRETRAINED_BIASES = _pretrained_biases()
+
+BITFIT = Exercise(
+    "01-bitfit", "code", "BitFit: train the biases and a new last layer", "bitfit",
+    hint="go through model.named_parameters(): a bias keeps requires_grad, a weight loses it; then give the model a "
+         "new last layer.",
     reread=where("2 (Three ways to adapt it)", "'Finetuning of Convolutional Neural Networks (CNNs)', approach (2)"),
-    explain="Only the new classifier trains: a logistic regression on the frozen 64-d features.",
-    cases=_feature_based_cases)
+    explain=f"BitFit trains approach (2)'s new layer plus every bias: {_PRETRAINED_BIASES} more numbers in SmallCNN, "
+            f"under 1 % of its weights. Ben Zaken et al. 2022 report it close to full fine-tuning on GLUE with BERT; the "
+            "lecture's GPT-3 table lists it beside LoRA.",
+    cases=_bitfit_cases)
 
 
-def _top_layer_share():
-    model = cnn.prepare(cnn.SmallCNN(n_classes=5, image_size=12), "top-layer", 5)   # notebook 01: digits in a 12x12 frame
+def _top_layer_share_8x8():
+    model = cnn.prepare(cnn.SmallCNN(n_classes=5, image_size=8), "top-layer", 5)   # the bare 8x8 digits (canvas=8)
     return count_params(model, trainable_only=True) / count_params(model)
 
 
 TOP_LAYER_SHARE = Exercise(
-    "01-top-layer-share", "predict", "share of weights top-layer fine-tuning trains", "prediction",
+    "01-top-layer-share", "predict", "share of weights top-layer fine-tuning trains on the 8×8 digits", "prediction",
     hint="", reread=where("2 (Three ways to adapt it)",
                           "'Finetuning of Convolutional Neural Networks (CNNs)', approach (3)"),
-    explain="Top-layer fine-tuning trains {m:.0%} of SmallCNN: the last conv block and the dense head hold most "
-            "of the weights, while the early layers, which see every pixel, are small. 'Top layers only' "
-            "saves compute on the frozen part, not necessarily parameters.",
-    options={"a": "under 10 %", "b": "10 to 50 %", "c": "over 50 %"},
-    outcome=lambda share: "a" if share < 0.1 else "b" if share <= 0.5 else "c",
-    measure=_top_layer_share)
+    explain="On the 8×8 digits top-layer fine-tuning trains {m:.1%} of SmallCNN, against 85 % on the 12×12 frame. "
+            "The conv blocks keep their size whatever the image, but after two 2×2 poolings the dense layer sees a "
+            "2×2 map instead of 3×3: 32·2·2 = 128 inputs instead of 288, so it holds 128·64 weights instead of "
+            "288·64. The dense layer still holds the most weights: 'top layers' is not 'few weights'.",
+    options={"a": "under 60 %", "b": "60 to 75 %", "c": "75 to 85 %", "d": "over 85 %"},
+    outcome=lambda share: "a" if share < 0.6 else "b" if share < 0.75 else "c" if share <= 0.85 else "d",
+    measure=_top_layer_share_8x8)
 
-EXERCISES = (FULL_FT_GB, FEATURE_BASED, TOP_LAYER_SHARE)
+EXERCISES = (FULL_FT_GB, BITFIT, TOP_LAYER_SHARE)
