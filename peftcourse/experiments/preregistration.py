@@ -25,6 +25,7 @@ REGISTERED_BEFORE_RUN = {
     "adapters_vs_top_layer": "6c0e0e8", "dora_vs_lora": "6c0e0e8", "qlora_vs_lora": "6c0e0e8",
     "mora_vs_lora_uuid": "89c8078", "sbora_vs_lora": "89c8078", "multi_sbora_vs_lora_sum": "89c8078",
     "dora_vs_lora_tinygpt": "7d2bad5", "multi_sbora_task_features": "be2f57f",
+    "four_bit_formats_smollm2": "47dc7c2",
 }
 # designs registered by the commit that added this table, 57af38c (confirmed on FRESH_SEEDS)
 REGISTERED_HERE_COMMIT = "57af38c"
@@ -44,9 +45,10 @@ FOLLOW_UP_OF = {
     "dora_vs_lora_pooler_long": "dora_vs_lora", "dora_vs_lora_tinygpt": "dora_vs_lora",
     "sbora_vs_lora_minilm": "sbora_vs_lora",
     "multi_sbora_task_features": "multi_sbora_vs_lora_sum",
+    "four_bit_formats_smollm2": "four_bit_formats",
 }
-# four_bit_formats makes no choice (no learning rate): it has no selection seeds
-NO_SELECTION = {"four_bit_formats"}
+# the 4-bit designs make no choice (no learning rate): they have no selection seeds
+NO_SELECTION = {"four_bit_formats", "four_bit_formats_smollm2"}
 
 # Each parity margin stays the value the design was registered with; the sentence that justifies it from the paper
 # is written next to the comparison in the registry.
