@@ -27,23 +27,24 @@ check("09-rhat", answer);
 # %% [09-sharing]
 import math
 
-def mora_sharing(x, M, out_features):
-    """MoRA's sharing branch (mora_type=1) for x (batch, in): compress to r̂ features, apply M (r̂, r̂), decompress.
+def sharing_delta(M, in_features, out_features):
+    """MoRA sharing's ΔW (out_features, in_features) as D @ M @ C, from two fixed 0/1 matrices.
 
-    Compress: pad x to a multiple of r̂ by wrapping its first features around, then sum the groups of r̂.
-    Decompress: repeat the r̂ outputs until out_features are filled.
+    C (r̂, in) is compress: x is wrap-padded to a multiple of r̂ and padded position p adds input feature
+    p mod in into slot p mod r̂. D (out, r̂) is decompress: output i reads slot i mod r̂ (the r̂ outputs tiled).
     """
     ### BEGIN SOLUTION
-    r_hat, n_in = M.shape[0], x.shape[-1]
-    n_blocks = math.ceil(n_in / r_hat)
-    padded = x[..., torch.arange(n_blocks * r_hat) % n_in]             # wrap-pad
-    compressed = padded.view(*x.shape[:-1], n_blocks, r_hat).sum(-2)   # sum the groups
-    h = compressed @ M.T
-    return h[..., torch.arange(out_features) % r_hat]                  # tile
+    r_hat = M.shape[0]
+    padded = torch.arange(math.ceil(in_features / r_hat) * r_hat)          # the padded positions p
+    C = torch.zeros(r_hat, in_features).index_put((padded % r_hat, padded % in_features),
+                                                  torch.ones(len(padded)), accumulate=True)
+    rows = torch.arange(out_features)
+    D = torch.zeros(out_features, r_hat).index_put((rows, rows % r_hat), torch.ones(out_features))
+    return D @ M @ C
     ### END SOLUTION
 
 
-check("09-sharing", mora_sharing);
+check("09-sharing", sharing_delta);
 
 
 # %% [09-rank-256]

@@ -38,6 +38,6 @@ check("10-fb-forward", sbora_fb_forward);
 
 # %% [10-fa-region]
 ### BEGIN SOLUTION
-prediction = 'columns'
+prediction = 'b'
 ### END SOLUTION
 predict("10-fa-region", prediction);

@@ -25,14 +25,15 @@ check("11-tasks-fit", answer);
 
 # %% [11-merge]
 def merge_task_updates(W0, updates):
-    """The Multi-SBoRA-FA merge: W0 (out, in) plus every task's update added into that task's columns.
+    """The Multi-SBoRA-FA merge into a GPT-2 Conv1D weight W0, stored (in, out): W0 plus every task's update added
+    into that task's input features.
 
-    updates is a list of (indices, U): r input columns and their scaled update U (out, r).
+    updates is a list of (indices, U): r input features and their scaled update U (out, r), as SBoRALinear.update().
     """
     ### BEGIN SOLUTION
     W = W0.clone()
     for indices, U in updates:
-        W.index_add_(1, indices, U)   # add into the task's own columns
+        W.index_add_(0, indices, U.T)   # input features are rows of the stored (in, out) weight
     return W
     ### END SOLUTION
 
@@ -42,6 +43,6 @@ check("11-merge", merge_task_updates);
 
 # %% [11-interference]
 ### BEGIN SOLUTION
-prediction = 'different'
+prediction = 'identical'
 ### END SOLUTION
 predict("11-interference", prediction);

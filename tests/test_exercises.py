@@ -330,14 +330,17 @@ WRONG_CODE = {
         W0 + scaling * (B @ A).T), "norm per input row"),   # 08's layer: GPT-2 Conv1D, W0 and W' are (in, out)
                        (lambda W0, A, B, m, scaling: (lambda V: V / V.norm(dim=0, keepdim=True))(W0 + scaling * (B @ A).T),
                         "magnitude m is missing")],
-    "09-sharing": [(lambda x, M, out_features: (lambda r: (torch.nn.functional.pad(
-        x, (0, -x.shape[-1] % r)).view(x.shape[0], -1, r).sum(1) @ M.T)[:, torch.arange(out_features) % r])(M.shape[0]),
-                    "not with zeros")],
+    "09-sharing": [(lambda M, in_features, out_features: (lambda r: (
+        torch.arange(out_features)[:, None] % r == torch.arange(r)).float() @ M @ (
+        torch.arange(in_features) % r == torch.arange(r)[:, None]).float())(M.shape[0]), "not with zeros")],
     "10-fb-forward": [(lambda x, W0, b, A, indices, scaling: (x @ W0.T + b).index_add(-1, indices, x @ A.T),
                        "scaling α/r is missing")],
-    "11-merge": [(lambda W0, updates: W0.clone().index_copy(1, torch.cat([i for i, _ in updates]),
-                                                            torch.cat([u for _, u in updates], 1)),
-                  "replaced the chosen columns")],
+    "11-merge": [(lambda W0, updates: W0.clone().index_copy(0, torch.cat([i for i, _ in updates]),
+                                                            torch.cat([u.T for _, u in updates], 0)),
+                  "replaced the chosen input features' rows"),
+                 (lambda W0, updates: W0.T.clone().index_add(1, torch.cat([i for i, _ in updates]),   # W as (out, in)
+                                                             torch.cat([u for _, u in updates], 1)),
+                  "your result is transposed")],
     "12-state-bytes": [(lambda model: 12 * sum(p.numel() for p in model.parameters()), "frozen weights too"),
                        (lambda model: 16 * sum(p.numel() for p in model.parameters() if p.requires_grad),
                         "weights themselves")],

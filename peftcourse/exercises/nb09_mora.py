@@ -19,41 +19,43 @@ RHAT = Exercise(
               (lambda e: int(math.sqrt(2 * 4096 * 8)), "the layer is not square: use in + out, not 2·in.")))
 
 
-def _mora_cases():
+def _sharing_cases():
+    """Widths that are not multiples of r̂ (the wrap-around), out both above r̂ (tiled) and below it (cut)."""
     cases = []
     for seed, (d_in, d_out, r) in ((0, (10, 14, 2)), (1, (13, 7, 3))):
         torch.manual_seed(seed)
         layer = MoRALinear(nn.Linear(d_in, d_out), r=r, mora_type=1)
         with torch.no_grad():
             layer.M.normal_()
-        M = layer.M.detach().clone()
-        r_hat = layer.r_hat
-        x = torch.randn(4, d_in)
-        out = layer.adapter_forward(x)
+        M, r_hat = layer.M.detach().clone(), layer.r_hat
+        out = layer.delta_weight()
         probe = torch.randn_like(out)
         (out * probe).sum().backward()
-        n = math.ceil(d_in / r_hat)
-        zero_pad = nn.functional.pad(x, (0, n * r_hat - d_in)).view(4, n, r_hat).sum(1) @ M.T
-        wrapped = x[:, torch.arange(n * r_hat) % d_in].view(4, n, r_hat).sum(1) @ M.T
-        rows = torch.arange(d_out) % r_hat
-        cut = nn.functional.pad(wrapped, (0, max(0, d_out - r_hat)))[:, :d_out]
+        tile = (torch.arange(d_out)[:, None] % r_hat == torch.arange(r_hat)).float()            # D, (out, r̂)
+        zero_pad = (torch.arange(d_in) % r_hat == torch.arange(r_hat)[:, None]).float()         # C without the wrap
+        padded = torch.arange(math.ceil(d_in / r_hat) * r_hat)
+        wrapped = torch.zeros(r_hat, d_in).index_put((padded % r_hat, padded % d_in), torch.ones(len(padded)),
+                                                     accumulate=True)
+        cut = torch.eye(d_out, r_hat)                                                           # D without the tiling
         cases.append(Case(
-            inputs={"x": x, "M": M, "out_features": d_out}, expected=out.detach(),
-            wrong=((zero_pad[:, rows], "padding: the reference pads x by wrapping its first features around, not "
-                                       "with zeros."),
-                   (cut, "decompress repeats (tiles) the r̂ outputs until out_features are filled; it does not pad "
-                         "with zeros.")),
+            inputs={"M": M, "in_features": d_in, "out_features": d_out}, expected=out.detach(),
+            wrong=((tile @ M @ zero_pad, "padding: the reference pads x by wrapping its first features around, not "
+                                         "with zeros, so the last padded positions add input features 0, 1, … again."),
+                   (cut @ M @ wrapped, "decompress repeats (tiles) the r̂ outputs until out_features are filled; it "
+                                       "does not pad with zeros.")),
             grads={"M": layer.M.grad}, probe=probe,
-            shape_note="x is (batch, in), M is (r̂, r̂); the result is (batch, out_features)."))
+            shape_note="M is (r̂, r̂), C (r̂, in), D (out, r̂); ΔW = D @ M @ C is (out_features, in_features)."))
     return cases
 
 
 SHARING = Exercise(
-    "09-sharing", "code", "MoRA's sharing compress and decompress", "mora_sharing",
-    hint="wrap-pad x to a multiple of r̂, sum the groups of r̂, multiply by M, tile the r̂ outputs to out_features.",
+    "09-sharing", "code", "MoRA sharing's ΔW from its compress and decompress matrices", "sharing_delta",
+    hint="C[s, j] counts the padded positions p with p mod r̂ = s and p mod in = j (p runs over ⌈in / r̂⌉·r̂ "
+         "positions); D[i, s] = 1 when s = i mod r̂; return D @ M @ C.",
     reread=where("3 (Compress and decompress, made visible)", "'Non-Parameterized Compress and Decompress'"),
-    explain="ΔW[i, j] = M[i mod r̂, j mod r̂] (plus the wrap): rank r̂ from r̂² weights.",
-    cases=_mora_cases)
+    explain="ΔW = D·M·C: two fixed 0/1 matrices around the trained M, which is why MoRA merges like LoRA; with "
+            "sharing, rank(ΔW) ≤ r̂ from r̂² weights.",
+    cases=_sharing_cases)
 
 
 def _delta_ranks():

@@ -51,29 +51,22 @@ FB_FORWARD = Exercise(
     cases=_sbora_fb_cases)
 
 
-def _fa_changed_region():
+def _fa_changed_outputs():
+    """How many of a 16×16 SBoRA-FA layer's outputs its (random, trained-looking) update changes on one input."""
     torch.manual_seed(0)
     layer = SBoRALinear(nn.Linear(16, 16), r=4, alpha=4, variant="FA", generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         layer.B.normal_()
-        dw = layer.delta_weight()
-    return {"nonzero columns": int((dw != 0).any(0).sum()), "nonzero rows": int((dw != 0).any(1).sum())}
-
-
-def _region_kind(measured):
-    if measured["nonzero rows"] == 16 and measured["nonzero columns"] == 4:
-        return "columns"
-    if measured["nonzero rows"] == 4:
-        return "rows"
-    return "all"
+        return int((layer.adapter_forward(torch.randn(1, 16)) != 0).sum())
 
 
 FA_REGION = Exercise(
-    "10-fa-region", "predict", "which entries of W SBoRA-FA r=4 changes on a 16×16 layer", "prediction",
+    "10-fa-region", "predict", "how many outputs SBoRA-FA r=4 changes on a 16×16 layer", "prediction",
     hint="", reread=where("2 (The lecture's 4 × 4 examples)", "'SBoRA-FA: Regional Weight Update Example'"),
-    explain="Measured: {m}. ΔW = B·A_sb with A_sb = r rows of the identity: column j of ΔW is nonzero only if "
-            "j is one of the r chosen inputs. FA changes r whole columns; FB would change r rows.",
-    options={"columns": "4 whole columns", "rows": "4 whole rows", "all": "all 256 entries"},
-    outcome=_region_kind, measure=_fa_changed_region)
+    explain="Measured: {m} of 16 outputs change. ΔW = B·A_sb has r = 4 nonzero columns, one per chosen input, and "
+            "each of them spans all 16 rows: SBoRA-FA reads 4 input features and writes every output. SBoRA-FB is "
+            "the one that changes only r outputs (r rows of W).",
+    options={"a": "only the 4 outputs at the chosen indices", "b": "all 16 outputs", "c": "none: the update is regional"},
+    outcome=lambda n: {0: "c", 16: "b"}.get(n, "a"), measure=_fa_changed_outputs)
 
 EXERCISES = (FA_PARAMS, FB_FORWARD, FA_REGION)
