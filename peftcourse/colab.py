@@ -35,8 +35,8 @@ COLAB_PINNED = ("transformers", "peft", "bitsandbytes", "accelerate", "tokenizer
 MARKER = '"google.colab" in sys.modules'   # the Colab lines' test; tools/launch_cells.py finds them by it
 
 
-def repository_url(repository=REPOSITORY):
-    return f"https://github.com/{repository}"
+def repository_url(repository=None):
+    return f"https://github.com/{repository or REPOSITORY}"
 
 
 def _check_path(path):
@@ -46,17 +46,17 @@ def _check_path(path):
     return path
 
 
-def binder_url(path, repository=REPOSITORY, branch=BRANCH):
+def binder_url(path, repository=None, branch=None):
     """Binder opens `path` (a file of the repository) in JupyterLab."""
-    return f"https://mybinder.org/v2/gh/{repository}/{branch}?urlpath=lab/tree/{_check_path(path)}"
+    return f"https://mybinder.org/v2/gh/{repository or REPOSITORY}/{branch or BRANCH}?urlpath=lab/tree/{_check_path(path)}"
 
 
-def colab_url(path, repository=REPOSITORY, branch=BRANCH):
+def colab_url(path, repository=None, branch=None):
     """Colab opens the notebook `path` straight from GitHub."""
     path = _check_path(path)
     if not path.endswith(".ipynb"):
         raise ValueError(f"Colab opens notebooks only: {path!r} is not an .ipynb file")
-    return f"https://colab.research.google.com/github/{repository}/blob/{branch}/{path}"
+    return f"https://colab.research.google.com/github/{repository or REPOSITORY}/blob/{branch or BRANCH}/{path}"
 
 
 def badges_markdown(path, colab_path=None):
@@ -65,13 +65,13 @@ def badges_markdown(path, colab_path=None):
             f"[![Open In Colab]({COLAB_BADGE})]({colab_url(colab_path or path)})")
 
 
-def cell_lines(url=None, branch=BRANCH, target=COLAB_DIR):
+def cell_lines(url=None, branch=None, target=None):
     """The lines the first code cell of every notebook starts with (a list of lines, no newlines).
 
     On Colab: clone the course once (`url` at `branch`, into `target`), install it, make it importable and
     work from its notebooks folder, as a local checkout does. Elsewhere: `import sys` and a false test.
     """
-    url = url or repository_url()
+    url, branch, target = url or repository_url(), branch or BRANCH, target or COLAB_DIR
     for name, value in (("url", url), ("branch", branch), ("target", target)):
         if not isinstance(value, str) or not value or '"' in value or "\n" in value:
             raise ValueError(f"{name} must be a non-empty one-line string without double quotes, got {value!r}")

@@ -133,7 +133,7 @@ def derive_alt(blocks, index, heading):
         if prev.get("kind") == "notebook-code":
             continue
         paragraphs = [p for p in block_paragraphs(prev) if p]
-        if paragraphs:
+        if paragraphs and not paragraphs[0].lower().startswith("takeaway"):   # a takeaway is the figure before's
             return "Figure: " + first_sentences(paragraphs[-1])
         break
     if heading:
@@ -244,7 +244,7 @@ class Page:
     def r_block(self, n):
         kind = n.get("kind") or "content"
         ident = n.get("html_id") or n.get("identifier")
-        attr = f' id="cell-{esc(ident)}"' if ident else ""
+        attr = f' id="{esc(ident)}"' if ident else ""
         cls = "cell code-cell" if kind == "notebook-code" else "cell"
         return f'<div class="{cls}"{attr}>{self.children(n)}</div>\n'
 
@@ -550,6 +550,7 @@ class Site:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)} · {esc(site_title)}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{CSS_FILE}">
 <script defer src="search-index.js"></script>
 <script defer src="{JS_FILE}"></script>
