@@ -5,7 +5,7 @@ import re
 import stat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_ONLY = {"pytest", "nbval", "playwright", "greenlet"}
+TEST_ONLY = {"pytest", "nbval", "playwright", "greenlet", "jupyter-book"}   # jupyter-book builds the website
 
 
 def pins(path):
