@@ -23,17 +23,17 @@ answer = 4096 * 32   # FA trains B only: out x r
 check("10-fa-params", answer);
 
 
-# %% [10-fb-forward]
-def sbora_fb_forward(x, W0, b, A, indices, scaling):
-    """SBoRA-FB's output for x (batch, in): the frozen layer's W0 x + b, with scaling * (A x) added into the r
-    outputs listed in indices. A is (r, in). Use index_add; no one-hot matrix.
+# %% [10-fb-grad]
+def sbora_fb_grad(x, grad_out, indices, scaling):
+    """∂loss/∂A of SBoRA-FB (r, in), for y = W0 x + b + scaling · B_sb A x on x (batch, in), given the upstream
+    gradient grad_out = ∂loss/∂y (batch, out); B_sb holds the columns `indices` of the identity. No one-hot matrix.
     """
     ### BEGIN SOLUTION
-    return (x @ W0.T + b).index_add(-1, indices, scaling * x @ A.T)
+    return scaling * grad_out[:, indices].T @ x   # only the r chosen outputs' gradients reach A
     ### END SOLUTION
 
 
-check("10-fb-forward", sbora_fb_forward);
+check("10-fb-grad", sbora_fb_grad);
 
 
 # %% [10-fa-region]

@@ -333,8 +333,8 @@ WRONG_CODE = {
     "09-sharing": [(lambda M, in_features, out_features: (lambda r: (
         torch.arange(out_features)[:, None] % r == torch.arange(r)).float() @ M @ (
         torch.arange(in_features) % r == torch.arange(r)[:, None]).float())(M.shape[0]), "not with zeros")],
-    "10-fb-forward": [(lambda x, W0, b, A, indices, scaling: (x @ W0.T + b).index_add(-1, indices, x @ A.T),
-                       "scaling α/r is missing")],
+    "10-fb-grad": [(lambda x, grad_out, indices, scaling: grad_out[:, indices].T @ x, "scaling α/r is missing"),
+                   (lambda x, grad_out, indices, scaling: scaling * x.T @ grad_out[:, indices], "transposed")],
     "11-merge": [(lambda W0, updates: W0.clone().index_copy(0, torch.cat([i for i, _ in updates]),
                                                             torch.cat([u.T for _, u in updates], 0)),
                   "replaced the chosen input features' rows"),

@@ -15,7 +15,8 @@ FA_PARAMS = Exercise(
                                              "only B trains."),))
 
 
-def _sbora_fb_cases():
+def _sbora_fb_grad_cases():
+    """SBoRA-FB's gradient of A by autograd, on random layers, inputs and upstream gradients."""
     cases = []
     for seed, (d_in, d_out, r, alpha) in ((0, (9, 12, 3, 6)), (1, (6, 5, 2, 2))):
         g = torch.Generator().manual_seed(seed)
@@ -23,32 +24,29 @@ def _sbora_fb_cases():
         layer = SBoRALinear(nn.Linear(d_in, d_out), r=r, alpha=alpha, variant="FB", generator=g)
         with torch.no_grad():
             layer.A.normal_()
-        x = torch.randn(4, d_in)
-        out = layer(x)
-        probe = torch.randn_like(out)
-        (out * probe).sum().backward()
-        W0, b, A, idx = (t.detach().clone() for t in (layer.base.weight, layer.base.bias, layer.A, layer.indices))
-        s = layer.scaling
-        base = x @ W0.T + b
-        upd = s * x @ A.T
-        overwrite = base.clone()
-        overwrite[:, idx] = upd
+        x, grad_out = torch.randn(4, d_in), torch.randn(4, d_out)
+        layer(x).backward(grad_out)
+        idx, s = layer.indices.clone(), layer.scaling
         cases.append(Case(
-            inputs={"x": x, "W0": W0, "b": b, "A": A, "indices": idx, "scaling": s}, expected=out.detach(),
-            wrong=((base.index_add(-1, idx, x @ A.T), "the scaling α/r is missing."),
-                   (overwrite, "you replaced the chosen outputs; index_add adds the update to W₀x + b there."),
-                   (base.index_add(-1, idx, s * x @ A.T) - b, "the base layer's bias b is missing.")),
-            grads={"A": layer.A.grad}, probe=probe,
-            shape_note="x is (batch, in), A is (r, in), indices holds r output positions; the result is (batch, out)."))
+            inputs={"x": x, "grad_out": grad_out, "indices": idx, "scaling": s}, expected=layer.A.grad.detach(),
+            wrong=((grad_out[:, idx].T @ x, "the scaling α/r is missing: the branch is scaling · A x."),
+                   (s * grad_out[:, :r].T @ x, "you took the first r outputs' gradients; A's rows write into the "
+                                               "outputs listed in indices."),
+                   (s * grad_out[:, idx].T @ x / len(x), "you averaged over the batch; the gradient of a summed "
+                                                          "loss adds the batch's contributions.")),
+            shape_note="x is (batch, in), grad_out is (batch, out), indices holds r output positions; ∂loss/∂A is "
+                       "(r, in), like A."))
     return cases
 
 
-FB_FORWARD = Exercise(
-    "10-fb-forward", "code", "SBoRA-FB's forward with index_add", "sbora_fb_forward",
-    hint="compute W₀x + b, then add s·(A x) into the r chosen outputs with index_add along the last dimension.",
-    reread=where("3 (No one-hot matrix in the forward pass)", "'SBoRA-FB: Regional Weight Update Example'"),
-    explain="FB changes exactly r rows of W: only the r chosen outputs move.",
-    cases=_sbora_fb_cases)
+FB_GRAD = Exercise(
+    "10-fb-grad", "code", "SBoRA-FB's gradient of A, without the one-hot matrix", "sbora_fb_grad",
+    hint="the branch adds scaling · (A x) into the outputs at indices: by the chain rule only those outputs' upstream "
+         "gradients reach A, ∂loss/∂A = scaling · grad_out[:, indices]ᵀ · x, summed over the batch.",
+    reread=where("3 (The implementation: no one-hot matrix in the forward pass)", "'SBoRA-FB: Regional Weight Update Example'"),
+    explain="Only the r chosen outputs' gradients train A: the update is regional in the backward pass too, and "
+            "B_sb never has to be built.",
+    cases=_sbora_fb_grad_cases)
 
 
 def _fa_changed_outputs():
@@ -69,4 +67,4 @@ FA_REGION = Exercise(
     options={"a": "only the 4 outputs at the chosen indices", "b": "all 16 outputs", "c": "none: the update is regional"},
     outcome=lambda n: {0: "c", 16: "b"}.get(n, "a"), measure=_fa_changed_outputs)
 
-EXERCISES = (FA_PARAMS, FB_FORWARD, FA_REGION)
+EXERCISES = (FA_PARAMS, FB_GRAD, FA_REGION)
