@@ -14,7 +14,7 @@ highlighted by Pygments, and a search box over every section of every page (sear
 Alt text of a notebook figure (a PNG output): an explicit one in the output's metadata
 (`{"image/png": {"alt": "..."}}`) wins; otherwise the takeaway that follows the figure (a markdown cell
 starting "Takeaway"), else the text that introduces it (the last paragraph of the markdown cell before
-it), else its section heading. `figure_alt_texts(page)` lists them for review.
+it), else its section heading. After a build, `python book/theme/render.py alt-texts` lists them for review.
 
 An unknown MyST node type stops the build with its name, so nothing in the course is dropped silently.
 """
@@ -75,7 +75,8 @@ def plain(node):
         return ""
     if t == "break":
         return " "
-    return "".join(plain(c) for c in node.get("children", []))
+    text = "".join(plain(c) for c in node.get("children", []))
+    return text + " " if t in ("paragraph", "listItem", "tableCell", "heading") else text
 
 
 def squash(text):
@@ -193,6 +194,18 @@ def code_html(value, lang):
     return esc(value)
 
 
+def is_remote_badge(node):
+    source = node.get("urlSource", "") or node.get("url", "")
+    return node.get("type") == "image" and source.startswith(("http://", "https://")) and "badge" in source
+
+
+def is_badge_line(paragraph):
+    """A paragraph of nothing but linked remote badge images (white space between them)."""
+    parts = [c for c in paragraph.get("children", []) if not (c.get("type") == "text" and not c.get("value", "").strip())]
+    return bool(parts) and all(c.get("type") == "link" and len(c.get("children", [])) == 1
+                               and is_remote_badge(c["children"][0]) for c in parts)
+
+
 class Page:
     """Renders one document; collects what the site needs from it (assets, search sections)."""
 
@@ -257,6 +270,8 @@ class Page:
                 f'<a class="anchor" href="#{esc(ident)}" aria-label="link to this section">¶</a></h{depth}>\n')
 
     def r_paragraph(self, n):
+        if is_badge_line(n):
+            return ""   # the Binder / Colab badges of a notebook or the README: the page header has the buttons
         self.index_text(plain(n))
         return f"<p>{self.children(n)}</p>\n"
 
@@ -411,7 +426,7 @@ class Page:
         alt = n.get("alt") or n.get("title") or ""
         src = n.get("url", "")
         source = n.get("urlSource", "")
-        if src in ("", "/undefined") or (source.startswith(("http://", "https://")) and "badge" in source):
+        if src in ("", "/undefined") or is_remote_badge(n):
             # a remote badge (README, notebook headers): drawn as a labelled button, nothing fetched
             return f'<span class="badge">{esc(alt or "link")}</span>'
         if not alt:
@@ -618,7 +633,19 @@ class Site:
         return len(search)
 
 
+def list_alt_texts(content_dir):
+    """Print every notebook figure's alt text, from a build's _build/site/content, for review."""
+    pages = [json.loads(p.read_text(encoding="utf-8")) for p in pathlib.Path(content_dir).glob("*.json")]
+    for page in sorted((p for p in pages if p.get("kind") == "Notebook"), key=lambda p: p["location"]):
+        print(page["location"])
+        for alt in figure_alt_texts(page).values():
+            print("  -", alt)
+
+
 def main():
+    if sys.argv[1:2] == ["alt-texts"]:
+        list_alt_texts(sys.argv[2] if len(sys.argv) > 2 else "_build/site/content")
+        return
     try:
         cdn, out = os.environ["CONTENT_CDN"], os.environ["BUILD_DIRECTORY"]
     except KeyError as e:
