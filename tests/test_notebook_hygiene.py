@@ -1,5 +1,6 @@
 """The committed notebooks are what students read first: they must carry a full, clean, in-order run."""
 import json
+import math
 import pathlib
 import re
 
@@ -56,14 +57,50 @@ def test_committed_notebook_is_a_clean_full_run(path):
 
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
 MAX_LECTURE_MINUTES = 20
+SPOKEN_WORDS_PER_MINUTE = 130   # a lecturer's pace: the class reads a slide's text about as fast as it is said
+TIMING_RULE = ("0.5 min per slide or subslide + 0.5 min per code cell shown (run live or read from its committed "
+               f"output) + the text shown at {SPOKEN_WORDS_PER_MINUTE} words per minute (speaker notes and lab cells "
+               "do not count), rounded up to the half minute")
+
+
+def shown(cell):
+    """On the lecture path: every slide type but skip (lab only) and notes (the lecturer's, not the class's)."""
+    return cell["metadata"]["slideshow"]["slide_type"] not in ("skip", "notes")
+
+
+def slide_words(markdown):
+    """Words a class reads on a markdown cell: image links and HTML tags left out, a link counts by its text,
+    a formula by its symbols."""
+    markdown = re.sub(r"<[^>]+>", " ", markdown)
+    markdown = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", markdown)
+    markdown = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
+    return len(re.findall(r"[\w$\\]\S*", markdown))
 
 
 def lecture_estimate(nb):
-    """The timing rule of the lecture path: 1 min per slide or subslide + 0.5 min per code cell it shows."""
-    types = [c["metadata"]["slideshow"]["slide_type"] for c in nb["cells"]]
-    slides = sum(t in ("slide", "subslide") for t in types)
-    shown = sum(t not in ("skip", "notes") and c["cell_type"] == "code" for t, c in zip(types, nb["cells"]))
-    return {"slides": slides, "code_cells_shown": shown, "minutes": slides + 0.5 * shown}
+    """The timing rule of the lecture path (TIMING_RULE): slides, code cells and the text they show."""
+    cells = nb["cells"]
+    slides = sum(c["metadata"]["slideshow"]["slide_type"] in ("slide", "subslide") for c in cells)
+    code = sum(shown(c) and c["cell_type"] == "code" for c in cells)
+    words = sum(slide_words(text(c)) for c in cells if shown(c) and c["cell_type"] == "markdown")
+    minutes = math.ceil(2 * (0.5 * slides + 0.5 * code + words / SPOKEN_WORDS_PER_MINUTE)) / 2
+    return {"slides": slides, "code_cells_shown": code, "words_shown": words, "minutes": minutes}
+
+
+def previous_estimate(nb):
+    """The rule before text counted: 1 min per slide or subslide + 0.5 min per code cell shown."""
+    est = lecture_estimate(nb)
+    return {"slides": est["slides"], "code_cells_shown": est["code_cells_shown"],
+            "minutes": est["slides"] + 0.5 * est["code_cells_shown"]}
+
+
+# Notebooks whose metadata.lecture may still follow previous_estimate, until `python tools/lecture_metadata.py`
+# rewrites every notebook's metadata and its docs/teaching.md row at the end of the current notebook edits. Each
+# entry: notebook -> why it is here. Remove an entry once its notebook carries the new timing; empty it at the end.
+PREVIOUS_TIMING_RULE = {name: "metadata.lecture written by the rule before text counted" for name in (
+    "00_start_here.ipynb", "01_finetuning_approaches.ipynb", "02_rank_and_low_rank.ipynb", "03_adapters.ipynb",
+    "04_prompt_and_prefix_tuning.ipynb", "05_lora.ipynb", "06_quantization_nf4.ipynb", "07_qlora.ipynb",
+    "08_dora.ipynb", "09_mora.ipynb", "10_sbora.ipynb", "11_multi_sbora.ipynb", "12_compare.ipynb")}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -75,15 +112,29 @@ def test_notebook_is_a_slideshow_with_a_timed_lecture_path(path):
            if c["metadata"]["slideshow"]["slide_type"] not in SLIDE_TYPES}
     assert not bad, f"unknown slide types {bad}: use one of {sorted(SLIDE_TYPES)}"
     assert nb["cells"][0]["metadata"]["slideshow"]["slide_type"] == "slide", "the title cell opens the deck"
-    est = lecture_estimate(nb)
     recorded = nb["metadata"].get("lecture", {})
-    assert {k: recorded.get(k) for k in est} == est, \
-        f"metadata.lecture {recorded} does not match the slide metadata {est}: update the recorded timing"
-    assert 5 <= est["minutes"] <= MAX_LECTURE_MINUTES, \
-        f"the lecture path takes {est['minutes']} min; it must fit one lecture (5-{MAX_LECTURE_MINUTES} min)"
-    shown = [c for c in nb["cells"] if c["metadata"]["slideshow"]["slide_type"] not in ("skip", "notes")]
-    assert any(c["cell_type"] == "code" for c in shown) or path.name.startswith("00"), \
+    rules = [lecture_estimate(nb)] + ([previous_estimate(nb)] if path.name in PREVIOUS_TIMING_RULE else [])
+    matching = [est for est in rules if {k: recorded.get(k) for k in est} == est]
+    assert matching, (f"metadata.lecture {recorded} does not match the slide metadata {rules[0]}: "
+                      "run python tools/lecture_metadata.py (it writes the notebook's timing and its guide row)")
+    minutes = matching[0]["minutes"]
+    assert 5 <= minutes <= MAX_LECTURE_MINUTES, \
+        f"the lecture path takes {minutes} min; it must fit one lecture (5-{MAX_LECTURE_MINUTES} min)"
+    assert any(c["cell_type"] == "code" for c in nb["cells"] if shown(c)) or path.name.startswith("00"), \
         "the lecture path shows no code cell: show at least the key result"
+
+
+def test_the_timing_counts_text_and_ignores_notes_and_lab_cells():
+    def cell(kind, slide_type, source):
+        return {"cell_type": kind, "metadata": {"slideshow": {"slide_type": slide_type}}, "source": source}
+    text_260 = " ".join(["word"] * 260)
+    nb = {"cells": [cell("markdown", "slide", "# Title"), cell("code", "-", "x = 1"),
+                    cell("markdown", "subslide", text_260), cell("markdown", "notes", text_260),
+                    cell("markdown", "skip", text_260), cell("code", "skip", "y = 2"),
+                    cell("markdown", "fragment", "![a figure](fig.png) <b>[the paper](https://x.org/a b)</b> $W_0$")]}
+    est = lecture_estimate(nb)
+    assert est == {"slides": 2, "code_cells_shown": 1, "words_shown": 1 + 260 + 3, "minutes": 4.0}
+    assert previous_estimate(nb)["minutes"] == 2.5 and slide_words("![x](y.png)") == 0
 
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
