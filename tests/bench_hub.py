@@ -238,6 +238,13 @@ class Hub:
                 os.makedirs(home, mode=0o700)
                 os.chown(home, pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid)
                 os.chmod(home, 0o700)
+                # nbgitpuller clones the course from this checkout, which root owns; git refuses to read another
+                # user's repository unless the user's own (global) config names it. A hub's students clone over
+                # https, where the question does not arise.
+                gitconfig = os.path.join(home, ".gitconfig")
+                with open(gitconfig, "w") as f:
+                    f.write(f"[safe]\n\tdirectory = {os.path.join(ROOT, '.git')}\n\tdirectory = {ROOT}\n")
+                os.chown(gitconfig, pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid)
             else:
                 os.makedirs(home, mode=0o700)
             self.homes[name] = home
@@ -375,6 +382,26 @@ class Student:
             raise HubError(f"{self.name}: {method} {path} answered {r.status_code}: {r.text[:200]}")
         return r.json() if r.content else None
 
+    def git_pull(self, repo, branch, target="peftcourse", timeout=300):
+        """Follows an nbgitpuller link, as the student's browser does: the server clones `repo` into
+        ~/`target` (or merges new commits into an earlier clone); returns nbgitpuller's last message."""
+        query = {"repo": repo, "branch": branch, "targetpath": target}
+        r = self.http.get(f"{self.base}/git-pull", params={**query, "urlpath": "lab"}, headers=self.auth(),
+                          timeout=60)
+        if r.status_code != 200:
+            raise HubError(f"{self.name}: the nbgitpuller link answered {r.status_code}")
+        with self.http.get(f"{self.base}/git-pull/api", params=query, headers=self.auth(), timeout=timeout,
+                           stream=True) as r:
+            for line in r.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    if event.get("phase") == "error":
+                        raise HubError(f"{self.name}: nbgitpuller: {event.get('message')}: "
+                                       f"{str(event.get('output', ''))[-300:]}")
+                    if event.get("phase") == "finished":
+                        return event
+        raise HubError(f"{self.name}: nbgitpuller stopped without finishing")
+
     def upload(self, path, name):
         """Put a notebook into the student's home through the contents API (as JupyterLab's upload does)."""
         with open(path) as f:
@@ -491,6 +518,16 @@ class TreeMemory:
         self._thread.join()
 
 
+def course_branch():
+    """The branch this checkout is on, or None (a detached HEAD, or no git): what an nbgitpuller link names."""
+    try:
+        out = subprocess.run(["git", "-C", ROOT, "symbolic-ref", "--short", "-q", "HEAD"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def run_student(hub, alias, notebook, start, memory, keep_running=False):
     """One student's whole visit; returns a dict of times (s, from login), outputs and failures."""
     student = Student(hub, alias)
@@ -507,9 +544,21 @@ def run_student(hub, alias, notebook, start, memory, keep_running=False):
         memory.watch(student.name, hub.server_pid(student.name))
         student.open_lab()
         result["lab_open_s"] = since()
-        name = os.path.basename(notebook)
-        student.upload(notebook, name)
+        branch = course_branch()
+        if branch:     # the course's notebooks as a class gets them: the nbgitpuller link
+            student.git_pull("file://" + ROOT, branch)
+            name = "peftcourse/" + os.path.relpath(os.path.abspath(notebook), ROOT)
+            result["notebooks_from"] = f"nbgitpuller link (branch {branch})"
+        else:          # not a branch checkout: JupyterLab's upload, through the contents API
+            name = os.path.basename(notebook)
+            student.upload(notebook, name)
+            result["notebooks_from"] = "upload"
+        result["notebooks_s"] = since()
         nb = nbformat.reads(json.dumps(student.rest("GET", f"/contents/{name}")["content"]), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        result["code_cells"] = len(code)
+        result["committed_checked"] = {i: output_text(c.outputs) for i, c in enumerate(code)   # nbval's exact cells
+                                       if "nbval-check-output" in c.metadata.get("tags", [])}
         session_id, kernel_id = student.start_kernel(name)
         result["kernel_started_s"] = since()
         channel = student.connect(kernel_id)
@@ -645,7 +694,7 @@ def main(argv=None):
         print(f"{name:<34} {per:>9,} MB " + " ".join(f"{n:>9}" for n in fits))
     if args.json:
         for r in results:
-            r.pop("outputs", None)
+            r.pop("outputs", None), r.pop("committed_checked", None)
         with open(args.json, "w") as f:
             json.dump({"users": args.users, "notebook": os.path.basename(args.notebook), "mode": "fast",
                        "isolation": hub.mode, "cpu": cpu_model(), "cores": os.cpu_count(), "wall_s": wall,
