@@ -458,7 +458,7 @@ class Page:
                 src = self.asset(item["path"])
                 return f'<figure class="output figure"><img src="{esc(src)}" alt="{esc(alt)}" loading="lazy"></figure>'
         if "text/html" in bundle:
-            return f'<div class="output html">{bundle["text/html"].get("content", "")}</div>'
+            return f'<div class="output html output_html">{bundle["text/html"].get("content", "")}</div>'
         if "text/markdown" in bundle:
             return f'<pre class="output">{esc(bundle["text/markdown"].get("content", ""))}</pre>'
         if "text/latex" in bundle:
