@@ -607,12 +607,26 @@ def run_load(hub, aliases, notebook, keep_running=False):
     return [results[a] for a in aliases]
 
 
-def full_run_peaks(readme=os.path.join(ROOT, "README.md")):
-    """{notebook: kernel peak MB} from the README's table of full runs (tests/bench_notebooks.py)."""
-    with open(readme) as f:
-        rows = re.findall(r"^\s*\| (\d\d_\w+) \| [\d,]+ s \| ([\d,]+) MB \|", f.read(), flags=re.M)
+RECORD = os.path.join(ROOT, "data", "notebook_bench.json")
+
+
+def full_run_peaks(path=None):
+    """{notebook: full-run kernel peak MB}, measured by tests/bench_notebooks.py: from `path` (its --json list
+    or its --record file), else from data/notebook_bench.json when it exists, else from the README's table."""
+    path = path or (RECORD if os.path.exists(RECORD) else os.path.join(ROOT, "README.md"))
+    with open(path) as f:
+        text = f.read()
+    if path.endswith(".json"):
+        data = json.loads(text)
+        runs = data["notebooks"].items() if isinstance(data, dict) else [(r["notebook"], r) for r in data]
+        peaks = {name.removesuffix(".ipynb"): r["peak_mb"] for name, r in runs if r.get("mode", "full") == "full"}
+        if not peaks:
+            raise ValueError(f"{path}: no full-run peak in it; record one with "
+                             "`python tests/bench_notebooks.py --write --record` (fast runs do not count)")
+        return peaks
+    rows = re.findall(r"^\s*\| (\d\d_\w+) \| [\d,]+ s \| ([\d,]+) MB \|", text, flags=re.M)
     if not rows:
-        raise ValueError(f"{readme}: no table of full-run peaks ('| 00_start_here | 17 s | 521 MB |') found; "
+        raise ValueError(f"{path}: no table of full-run peaks ('| 00_start_here | 17 s | 521 MB |') found; "
                          "pass --peaks with a JSON from `python tests/bench_notebooks.py --json FILE`")
     return {name: int(mb.replace(",", "")) for name, mb in rows}
 
@@ -646,18 +660,14 @@ def main(argv=None):
     ap.add_argument("--users", type=int, default=4, help="simulated students at once (default 4: 2 cores)")
     ap.add_argument("--notebook", default=os.path.join(ROOT, "notebooks", "00_start_here.ipynb"))
     ap.add_argument("--json", help="write the measurements to this JSON file")
-    ap.add_argument("--peaks", help="full-run kernel peaks as JSON from tests/bench_notebooks.py --json "
-                                    "(default: the README's table)")
+    ap.add_argument("--peaks", help="full-run kernel peaks: a JSON of tests/bench_notebooks.py --json or --record "
+                                    "(default: data/notebook_bench.json, else the README's table)")
     args = ap.parse_args(argv)
     if args.users < 1:
         ap.error(f"--users must be at least 1, got {args.users}")
     if not os.path.isfile(args.notebook):
         ap.error(f"no such notebook: {args.notebook}")
-    if args.peaks:
-        with open(args.peaks) as f:
-            peaks = {r["notebook"].removesuffix(".ipynb"): r["peak_mb"] for r in json.load(f) if r["mode"] == "full"}
-    else:
-        peaks = full_run_peaks()
+    peaks = full_run_peaks(args.peaks)
     if not find_proxy():
         print(f"configurable-http-proxy is not on PATH: {PROXY_PACKAGE_HINT}", file=sys.stderr)
         return 2

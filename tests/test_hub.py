@@ -129,6 +129,24 @@ def test_a_students_kernel_cannot_read_another_students_files(hub):
         requests.delete(f"{b.base}/api/contents/secret.txt", headers=b.auth(), timeout=60)
 
 
+def test_deploy_config_follows_the_measured_peaks():
+    import yaml
+    config = yaml.safe_load(open(os.path.join(bench_hub.ROOT, "deploy", "config.yaml")))
+    with open(os.path.join(bench_hub.ROOT, "deploy", "bench_hub_4users.json")) as f:
+        bench = json.load(f)
+    mib = lambda spec: float(spec.rstrip("G")) * 1024    # noqa: E731 (KubeSpawner: G = 2**30 bytes)
+    server = max(s["server_peak_mb"] for s in bench["students"])
+    need = server + max(bench_hub.full_run_peaks().values())
+    memory = config["singleuser"]["memory"]
+    assert bench["failures"] == 0 and bench["users"] == 4 and 50 < server < 1024
+    assert mib(memory["guarantee"]) >= need, f"the guarantee {memory['guarantee']} is below the measured {need} MiB"
+    assert mib(memory["limit"]) > mib(memory["guarantee"])
+    assert config["cull"]["enabled"] and config["cull"]["timeout"] > 0
+    assert config["singleuser"]["extraEnv"]["OMP_NUM_THREADS"] == str(config["singleuser"]["cpu"]["limit"])
+    tljh = open(os.path.join(bench_hub.ROOT, "deploy", "tljh.sh")).read()
+    assert f"limits.memory {memory['limit']}" in tljh and f"limits.cpu {config['singleuser']['cpu']['limit']}" in tljh
+
+
 def test_bench_hub_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         bench_hub.main(["--users", "0"])
@@ -148,4 +166,11 @@ def test_capacity_table_divides_each_node_by_the_measured_need(tmp_path):
     readme.write_text("no table here\n")
     with pytest.raises(ValueError, match="no table of full-run peaks"):
         bench_hub.full_run_peaks(str(readme))
+    record = tmp_path / "notebook_bench.json"            # tests/bench_notebooks.py --record's layout
+    record.write_text(json.dumps({"notebooks": {"05_lora.ipynb": {"mode": "full", "peak_mb": 1173}}}))
+    assert bench_hub.full_run_peaks(str(record)) == {"05_lora": 1173}
+    listed = tmp_path / "times.json"                     # and its --json layout, where fast runs do not count
+    listed.write_text(json.dumps([{"notebook": "05_lora.ipynb", "mode": "fast", "peak_mb": 600}]))
+    with pytest.raises(ValueError, match="no full-run peak"):
+        bench_hub.full_run_peaks(str(listed))
     assert json.loads(json.dumps(rows))            # plain numbers, for the benchmark's JSON
