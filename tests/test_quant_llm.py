@@ -55,7 +55,7 @@ def test_smollm2_formats_measures_each_format_and_restores_fp32(saved):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     windows = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
     out = Q.smollm2_formats(model, windows)
-    assert list(out["metric"]) == ["fp32", *Q.FORMAT_SETTINGS]
+    assert list(out["metric"]) == [*Q.FORMAT_SETTINGS, "fp32"]
     assert out["metric"]["fp32"] == pytest.approx(math.exp(data.mean_loss(model, windows, batch_size=1)))
     assert all(math.isfinite(v) and v > 1 for v in out["metric"].values())
     facts = out["facts"]

@@ -132,9 +132,10 @@ def perplexity(model, windows):
 def smollm2_formats(model, windows, blocksize=64, n_layers=None):
     """The fp32 model's perplexity on the windows, then each format's (FORMAT_SETTINGS), every decoder linear
     layer rounded in place; the fp32 weights are written back at the end. Returns {"metric": {setting:
-    perplexity}, "facts": {"weight_error", "constant_bits_per_weight", "quantized_weights", "full_precision_weights"}}."""
+    perplexity}, the formats first, then "fp32"; "facts": {"weight_error", "constant_bits_per_weight",
+    "quantized_weights", "full_precision_weights"}}."""
     linears, original = decoder_linears(model, n_layers), saved_weights(model)
-    metric, errors, overhead = {"fp32": perplexity(model, windows)}, {}, {}
+    fp32, metric, errors, overhead = perplexity(model, windows), {}, {}, {}
     try:
         for setting, (fmt, dq) in FORMAT_SETTINGS.items():
             error, bits = round_trip_in_place(linears, original, fmt, dq, blocksize)
@@ -142,6 +143,7 @@ def smollm2_formats(model, windows, blocksize=64, n_layers=None):
             errors[setting], overhead[setting] = round(error, 5), round(bits, 4)
     finally:
         round_trip_in_place(linears, original, None, False, blocksize)
+    metric["fp32"] = fp32   # listed after the formats, which keep the order (and colours) of four_bit_formats
     n_quantized = sum(layer.weight.numel() for layer in linears.values())
     n_total = sum(p.numel() for p in model.parameters())   # the tied embedding counted once
     return {"metric": metric, "facts": {"weight_error": errors, "constant_bits_per_weight": overhead,
