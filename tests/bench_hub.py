@@ -94,9 +94,12 @@ def isolation_mode():
     if missing:
         return "shared-user", f"no {', '.join(missing)} on this machine to create users and switch to them"
     blocked = {p: blocked_ancestor(p) for p in (sys.prefix, ROOT)}
-    for path, hit in blocked.items():
-        if hit and hit[0] != "/" and blocked_ancestor(hit[1]) not in (None, hit):
-            return "shared-user", f"{path} lies below two directories that other users cannot enter"
+    for path in blocked:
+        parts = os.path.abspath(path).strip("/").split("/")
+        closed = [d for d in ("/" + "/".join(parts[:i]) for i in range(len(parts) + 1))
+                  if not os.stat(d).st_mode & stat.S_IXOTH]
+        if len(closed) > 1:
+            return "shared-user", f"{path} lies below {len(closed)} directories that other users cannot enter"
     if any(blocked.values()):
         probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
                                capture_output=True, text=True)
@@ -132,6 +135,7 @@ c.JupyterHub.services = [{{"name": "loadtest", "api_token": settings["service_to
 c.JupyterHub.load_roles = [{{"name": "loadtest", "services": ["loadtest"],
                             "scopes": ["list:users", "read:users", "admin:server_state", "servers"]}}]
 c.Spawner.cmd = [settings["python"], "-m", "jupyterhub.singleuser"]
+c.Spawner.args = settings["args"]
 c.Spawner.environment = settings["environment"]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 180
@@ -199,6 +203,8 @@ class Hub:
         self.proxy = find_proxy()
         if not self.proxy:
             raise HubError(f"configurable-http-proxy is not on PATH: {PROXY_PACKAGE_HINT}")
+        if mode not in (None, "system-users", "shared-user"):
+            raise ValueError(f"mode must be 'system-users', 'shared-user' or None (decide here), not {mode!r}")
         self.mode, self.mode_reason = isolation_mode() if mode is None else (mode, "asked for")
         self.names = [f"pcs{os.getpid() % 100000}{secrets.token_hex(2)}{i}" for i in range(len(users))]
         self.alias = dict(zip(users, self.names))      # "a" -> the hub and Unix name of student a
@@ -255,7 +261,9 @@ class Hub:
                     "proxy_token": secrets.token_hex(32), "work": self.work, "password": self.password,
                     "users": self.names, "service_token": self.service_token, "python": sys.executable,
                     "environment": self.environment, "mode": self.mode, "ns_script": ns,
-                    "cmd": [sys.executable, "-m", "jupyterhub.singleuser"]}
+                    "cmd": [sys.executable, "-m", "jupyterhub.singleuser"],
+                    # one shared user that is root: Jupyter's server refuses root unless told
+                    "args": ["--allow-root"] if self.mode == "shared-user" and os.geteuid() == 0 else []}
         blocked = sorted({b[0] for b in (blocked_ancestor(sys.prefix), blocked_ancestor(ROOT)) if b})
         config = os.path.join(self.work, "jupyterhub_config.py")
         with open(config, "w") as f:
@@ -660,6 +668,8 @@ def main(argv=None):
     ap.add_argument("--users", type=int, default=4, help="simulated students at once (default 4: 2 cores)")
     ap.add_argument("--notebook", default=os.path.join(ROOT, "notebooks", "00_start_here.ipynb"))
     ap.add_argument("--json", help="write the measurements to this JSON file")
+    ap.add_argument("--shared-user", action="store_true",
+                    help="run every student as this script's user, even as root (no Unix users are created)")
     ap.add_argument("--peaks", help="full-run kernel peaks: a JSON of tests/bench_notebooks.py --json or --record "
                                     "(default: data/notebook_bench.json, else the README's table)")
     args = ap.parse_args(argv)
@@ -672,7 +682,7 @@ def main(argv=None):
         print(f"configurable-http-proxy is not on PATH: {PROXY_PACKAGE_HINT}", file=sys.stderr)
         return 2
     aliases = [f"student{i + 1}" for i in range(args.users)]
-    with Hub(aliases) as hub:
+    with Hub(aliases, mode="shared-user" if args.shared_user else None) as hub:
         print(f"JupyterHub on {hub.url}, {args.users} students ({hub.mode}: {hub.mode_reason}), "
               f"{os.path.basename(args.notebook)} in fast mode, {os.cpu_count()} cores: {cpu_model()}", flush=True)
         load_before = round(os.getloadavg()[0], 1)
