@@ -103,10 +103,14 @@ def test_a_students_kernel_cannot_read_another_students_files(hub):
     b_home, secret = hub.home("b"), "written by student b"
     b.rest("PUT", "/contents/secret.txt", json={"type": "file", "format": "text", "content": secret})
     kernels = {s: s.rest("POST", "/kernels", json={"name": "python3"})["id"] for s in (a, b)}
-    probe = (f"import os, pwd\npath = {os.path.join(b_home, 'secret.txt')!r}\n"
-             "try:\n    print('read:', open(path).read())\nexcept OSError as e:\n    print('refused:', type(e).__name__)\n"
-             f"try:\n    print('listed:', os.listdir({b_home!r}))\nexcept OSError as e:\n    print('refused:', type(e).__name__)\n"
-             "print('user:', pwd.getpwuid(os.getuid()).pw_name)")
+    probe = "\n".join([
+        "import os, pwd",
+        f"path = {os.path.join(b_home, 'secret.txt')!r}",
+        "try:", "    print('read:', open(path).read())",
+        "except OSError as e:", "    print('refused:', type(e).__name__)",
+        "try:", f"    print('listed:', os.listdir({b_home!r}))",
+        "except OSError as e:", "    print('refused:', type(e).__name__)",
+        "print('user:', pwd.getpwuid(os.getuid()).pw_name)"])
     try:
         seen = {}
         for s in (a, b):
