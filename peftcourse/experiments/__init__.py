@@ -16,8 +16,8 @@ Sizes: "smoke" (tests, seconds), "class" (one seed in ≤ 2 min on a 2-core CPU,
 rates), "full" (the cached result: learning-rate sweep, then every seed). The verdict rule is in verdict.py.
 
 The package: registry (Experiment, experiment(), Spec: one setting), verdict (the rule), store (running,
-storing, validating, reproducing), the runners per model (minilm, tinygpt, merging, quantization), the
-registrations per kind of claim (claims_encoder, claims_generative, claims_quantization: imported here, in
+storing, validating, reproducing), the runners per model (minilm, tinygpt, merging, quantization, smollm2), the
+registrations per kind of claim (claims_encoder, claims_generative, claims_quantization, claims_smollm2: imported here, in
 this order, which is the registry's order), report and plots (reading results), cli (the command line).
 
 Adding an experiment: write fn(config, seed) -> {"metric": {setting: value}, "curves": {setting: {...}}, ...}
@@ -28,8 +28,8 @@ prepare(config, size, name) -> (config, runs) when it needs a sweep. A curve key
 values. In a notebook: mine = run_experiment(name, [0], "class") (nothing written), then
 plot_curves(name, student=mine).
 """
-from . import minilm, tinygpt, merging, quantization   # noqa: F401 (the runner modules, e.g. for monkeypatching)
-from . import claims_encoder, claims_generative, claims_quantization   # noqa: F401 (they fill REGISTRY, in this order)
+from . import minilm, tinygpt, merging, quantization, smollm2   # noqa: F401 (the runner modules, e.g. for monkeypatching)
+from . import claims_encoder, claims_generative, claims_quantization, claims_smollm2   # noqa: F401 (they fill REGISTRY, in this order)
 from .cli import PORTABLE_KERNELS, last_run, main, needs_portable_kernels
 from .merging import (TASK_FEATURE_KINDS, TASK_OPS, cross_talk, merge_prepare, merged_tasks, relative_update,
                       sbora_rank_at_lora_budget, single_task_loss, task_feature_regions, task_model)

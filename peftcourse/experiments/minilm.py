@@ -102,9 +102,15 @@ def finetune(spec, lr, seed, cfg):
     """One MiniLM fine-tuning run (the course's one loop, peftcourse.train.train): val/test accuracy, curves and
     seconds. Cached per process (and in RUN_CACHE_FILE when set), since experiments share settings (full FT,
     LoRA r=8)."""
-    key = run_key(spec, lr, seed, cfg)
+    return cached_run(run_key(spec, lr, seed, cfg), lambda: _finetune(Spec.of(spec), lr, seed, cfg))
+
+
+def cached_run(key, compute):
+    """RUN_CACHE[key], computed once by compute() (and appended to RUN_CACHE_FILE when set). key: a string, or
+    JSON data that becomes one."""
+    key = key if isinstance(key, str) else json.dumps(key, sort_keys=True)
     if key not in RUN_CACHE:
-        RUN_CACHE[key] = _finetune(Spec.of(spec), lr, seed, cfg)
+        RUN_CACHE[key] = compute()
         if RUN_CACHE_FILE:
             with open(RUN_CACHE_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"key": key, "run": RUN_CACHE[key]}) + "\n")
