@@ -26,6 +26,8 @@ REGISTERED_BEFORE_RUN = {
     "mora_vs_lora_uuid": "89c8078", "sbora_vs_lora": "89c8078", "multi_sbora_vs_lora_sum": "89c8078",
     "dora_vs_lora_tinygpt": "7d2bad5", "multi_sbora_task_features": "be2f57f",
     "four_bit_formats_smollm2": "47dc7c2",
+    "lora_vs_full_ft_smollm2": "2b4a717", "lora_rank_smollm2": "2b4a717", "qlora_vs_lora_smollm2": "2b4a717",
+    "dora_vs_lora_smollm2": "2b4a717",
 }
 # designs registered by the commit that added this table, 57af38c (confirmed on FRESH_SEEDS)
 REGISTERED_HERE_COMMIT = "57af38c"
@@ -46,6 +48,9 @@ FOLLOW_UP_OF = {
     "sbora_vs_lora_minilm": "sbora_vs_lora",
     "multi_sbora_task_features": "multi_sbora_vs_lora_sum",
     "four_bit_formats_smollm2": "four_bit_formats",
+    # the SmolLM2 designs: each claim's second design, registered after its MiniLM design had run
+    "lora_vs_full_ft_smollm2": "lora_vs_full_ft", "lora_rank_smollm2": "lora_rank",
+    "qlora_vs_lora_smollm2": "qlora_vs_lora", "dora_vs_lora_smollm2": "dora_vs_lora",
 }
 # the 4-bit designs make no choice (no learning rate): they have no selection seeds
 NO_SELECTION = {"four_bit_formats", "four_bit_formats_smollm2"}
