@@ -1,0 +1,139 @@
+"""The chat task (peftcourse.chat_task) and the SmolLM2 evidence runner, with SmolLM2's real tokenizer and chat
+template and a tiny random Llama of the same vocabulary (fast); skipped where the converted model is not there."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from peftcourse import chat_task, data, smollm2
+from peftcourse.experiments import smollm2 as runner
+from peftcourse.experiments.registry import Spec
+from peftcourse.qlora import QLoRALinear, QuantLinear
+
+
+@pytest.fixture(scope="module")
+def tok():
+    try:
+        smollm2.verify()
+    except smollm2.SmolLM2Error as err:
+        pytest.skip(f"SmolLM2 is not converted here ({err})")
+    return AutoTokenizer.from_pretrained(smollm2.cache_dir(), local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def tiny(tok):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=64, vocab_size=len(tok), max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_the_prompt_is_the_chat_template_ending_where_the_answer_starts(tok):
+    p = chat_task.prompt(tok, "Skip a test unless the condition is true.")
+    assert p.startswith("<|im_start|>system\n" + chat_task.SYSTEM)
+    assert "Skip a test unless the condition is true." in p and ", ".join(data.TOPIC_LABELS) in p
+    assert p.endswith("<|im_start|>assistant\n")
+
+
+def test_each_answer_is_decided_by_its_own_first_token(tok):
+    ids = chat_task.answer_tokens(tok)
+    assert len(set(ids.tolist())) == len(data.TOPIC_LABELS)
+    for label, i in zip(data.TOPIC_LABELS, ids.tolist()):
+        assert label.startswith(tok.decode([i]))   # "tk" for tkinter: a prefix, never another package's
+
+
+def test_left_padding_gives_every_prompt_the_logits_it_has_alone(tok, tiny):
+    texts = ["Skip a test unless the condition is true.", "Parse XML document from sequence of string fragments, "
+             "which may be long and is cut to the course's limit of sentence tokens before it is asked about."]
+    enc = chat_task.encode(tok, texts)
+    assert (enc["attention_mask"][:, -1] == 1).all() and (enc["attention_mask"][0, 0] == 0)
+    head = chat_task.AnswerLogits(tiny)
+    with torch.no_grad():
+        batched = head(enc)
+        for i, text in enumerate(texts):
+            alone = chat_task.encode(tok, [text])
+            assert alone["attention_mask"].all() and alone["position_ids"][0, 0] == 0
+            torch.testing.assert_close(batched[i], head(alone)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_a_long_sentence_is_cut_but_the_question_survives(tok):
+    long = " ".join(["word"] * 500)
+    ids = chat_task.encode(tok, [long], max_sentence_tokens=32)["input_ids"][0]
+    assert len(ids) < 120 and tok.decode(ids).endswith("<|im_start|>assistant\n")
+
+
+def test_accuracy_counts_the_most_likely_of_the_eight_answers(tok, tiny, monkeypatch):
+    examples = [{"text": "Wake up the first waiter that isn't done.", "label": 0},
+                {"text": "Represents the number as an instance of Decimal.", "label": 1},
+                {"text": "Return the length of s when it is encoded with base64.", "label": 2}]
+    choices = chat_task.answer_tokens(tok)
+    # a model that always prefers answer 1 (decimal) among the eight: right on exactly one of three
+
+    def always_decimal(enc):
+        logits = torch.zeros(enc["input_ids"].shape[0], len(tok))
+        logits[:, choices[1]] = 1.0
+        return logits
+    monkeypatch.setattr(chat_task.AnswerLogits, "forward", lambda self, enc: always_decimal(enc))
+    assert chat_task.accuracy(tiny, tok, examples)["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_batches_pair_each_prompt_with_its_answer_token(tok):
+    examples = [{"text": "Set the event loop for the current context to loop.", "label": 0},
+                {"text": "Skip a test unless the condition is true.", "label": 6}]
+    enc, target = next(iter(chat_task.batches(tok, examples, batch_size=2, shuffle=False)))
+    assert target.tolist() == chat_task.answer_tokens(tok)[[0, 6]].tolist()
+    assert enc["input_ids"].shape[0] == 2
+    with pytest.raises(ValueError, match="batch_size"):
+        chat_task.batches(tok, examples, batch_size=0)
+
+
+def test_the_one_loop_teaches_the_tiny_model_the_answers(tok, tiny):
+    from peftcourse.train import train
+    model = copy.deepcopy(tiny).requires_grad_(True)   # the tiny model's adapters could not move a 49k-word head
+    examples = [{"text": t, "label": l} for t, l in [("Skip a test unless the condition is true.", 6),
+                                                     ("Parse XML document from string fragments.", 7)]]
+    hist = train(chat_task.AnswerLogits(model), chat_task.batches(tok, examples, batch_size=2), steps=30, lr=1e-2,
+                 loss_fn=F.cross_entropy, progress=False)
+    assert hist.losses[-1] < 0.5 * hist.losses[0]
+    assert chat_task.accuracy(model, tok, examples)["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "dora", "qlora"])
+def test_the_runner_builds_each_method_on_llama(tiny, method):
+    model = runner.build(copy.deepcopy(tiny), Spec(method, runner.TARGETS, r=2, alpha=4) if method != "full"
+                         else Spec("full"))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if method == "full":
+        assert trainable == {n for n, _ in model.named_parameters()}
+        return
+    assert trainable and all(".q_proj." in n or ".v_proj." in n for n in trainable)
+    if method == "qlora":   # QLoRA's base: every linear layer of the blocks in NF4, LoRA on q and v
+        layer = model.model.layers[0]
+        assert isinstance(layer.self_attn.q_proj, QLoRALinear) and isinstance(layer.mlp.down_proj, QuantLinear)
+        assert isinstance(layer.self_attn.k_proj, QuantLinear)
+
+
+def test_the_runner_refuses_an_unknown_method(tiny):
+    with pytest.raises(ValueError, match="unknown method 'mora'"):
+        runner.build(copy.deepcopy(tiny), Spec("mora", runner.TARGETS, r=2, alpha=4))
+
+
+def test_zero_shot_is_one_run_for_every_seed():
+    cfg = runner.SIZES["full"]
+    assert runner.run_key(runner.ZERO_SHOT, None, 3, cfg) == runner.run_key(runner.ZERO_SHOT, None, 0, cfg)
+    lora = Spec("lora", runner.TARGETS, r=8, alpha=16)
+    assert runner.run_key(lora, 1e-3, 3, cfg) != runner.run_key(lora, 1e-3, 0, cfg)
+
+
+def test_a_smoke_run_of_every_smollm2_design_on_the_tiny_model(tok, tiny, monkeypatch):
+    from peftcourse import experiments as E
+    monkeypatch.setattr(runner, "fresh_smollm2", lambda: (copy.deepcopy(tiny), tok))
+    monkeypatch.setattr(E.minilm, "RUN_CACHE", {})
+    for name in ["lora_vs_full_ft_smollm2", "lora_rank_smollm2", "qlora_vs_lora_smollm2", "dora_vs_lora_smollm2"]:
+        result = E.run_experiment(name, [0], "smoke")
+        assert "zero-shot" in result["results"] and result["size"] == "smoke"
+        assert all(0.0 <= v[0] <= 1.0 for v in result["results"].values())
+        assert E.get(name).follow_up_of and E.get(name).registered_commit
