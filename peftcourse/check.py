@@ -158,14 +158,14 @@ def _compare(case, student_fn):
     fn = student_fn if case.wrap is None else case.wrap(student_fn)
     try:
         got = fn(**inputs)
-    except NotImplementedError:
-        return "blank"
+    except NotImplementedError:  # nbgrader's stub in a student version
+        return "blank: raises NotImplementedError"
     except exercises.Feedback as feedback:  # the result could not be compared; the message says why
         return str(feedback)
     except Exception as err:  # the student's code: report what it raised, as a hint, without stopping the notebook
         return f"your function raised {type(err).__name__}: {err}. {case.shape_note}"
     if _blank(got):
-        return "blank"
+        return "blank: returns nothing"
     if not torch.is_tensor(got):
         return f"your function returned a {type(got).__name__}; it should return a torch tensor."
     want = case.expected
@@ -203,8 +203,8 @@ def _check_code(ex, student_fn):
         return False
     for case in ex.cases():
         problem = _compare(case, student_fn)
-        if problem == "blank":
-            _say(ex, " ", "not answered yet — write the function's body (it still returns nothing)")
+        if problem is not None and problem.startswith("blank: "):
+            _say(ex, " ", f"not answered yet — write the function's body (it still {problem[7:]})")
             return False
         if problem is not None:
             return _wrong(ex, problem)

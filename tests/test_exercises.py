@@ -425,12 +425,24 @@ def test_nbgrader_source_notebooks_hold_every_solution(tmp_path):
     spec = importlib.util.spec_from_file_location("make_source", ROOT / "solutions" / "make_nbgrader_source.py")
     make_source = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_source)
-    written = run(make_source.main, str(tmp_path))[0]
+    written = run(make_source.main, str(tmp_path / "source"))[0]
     assert len(written) == 13   # 00 (the demonstration) and 01-12
+    assert "c.ClearOutput.enabled = False" in (tmp_path / "nbgrader_config.py").read_text()
     for path in written:
         cells = json.loads(path.read_text())["cells"]
-        solved = [c for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
-        graded = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade")]
+        meta = [c["metadata"].get("nbgrader", {}) for c in cells]
+        solved = [c for c, m in zip(cells, meta) if m.get("solution")]
+        graded = [c for c, m in zip(cells, meta) if m.get("grade")]
         exs = E.for_notebook(path.name[:2])
         assert len(solved) == len(exs) and len(graded) == sum(ex.kind != "predict" for ex in exs)
         assert all("### BEGIN SOLUTION" in "".join(c["source"]) and "solution" in c["metadata"]["tags"] for c in solved)
+        # the checker is imported in locked cells only: a student's `check = ...` or a deleted line cannot grade
+        assert not any("from peftcourse.check import" in "".join(c["source"]) for c in solved)
+        first = min(i for i, m in enumerate(meta) if m.get("solution"))
+        imports = [i for i, m in enumerate(meta) if m.get("locked") and not m.get("grade")
+                   and "from peftcourse.check import" in "".join(cells[i]["source"])]
+        assert imports == [first - 1], "one locked import cell, just before the first exercise"
+        for c in graded:
+            lines = "".join(c["source"]).splitlines()
+            assert lines[0] == "from peftcourse.check import check as _graded_check", lines
+            assert lines[1].startswith("assert _graded_check(") and c["metadata"]["nbgrader"]["locked"]
