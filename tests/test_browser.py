@@ -1,8 +1,10 @@
 """A lecturer's and a student's first minutes, in a real browser: JupyterLab in Chromium (Playwright).
 
 Open a notebook fresh (committed outputs must show before anything runs), run it in fast mode, move a
-widget and see its result change, then open the notebook as a RISE slideshow. Uses the system's
-chromium (Debian package `chromium`; `.ci/run` installs it) - Playwright never downloads a browser here.
+widget and see its result change in place, save the notebook, shut its kernel down and reopen it (the
+chosen result, figure included, must still be readable), then open the notebook as a RISE slideshow
+with text sized for a projector. Uses the system's chromium (Debian package `chromium`; `.ci/run`
+installs it) - Playwright never downloads a browser here.
 """
 import json
 import os
@@ -20,6 +22,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOK = "00_start_here.ipynb"   # quick in fast mode; has a committed figure and a slider widget
+FIGURE_WIDGET = "widget_figure.ipynb"   # written by the lab fixture: a slider whose result is text and a figure
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -36,11 +39,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def write_figure_widget_notebook(path):
+    import nbformat
+    source = """import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from peftcourse.widgets import interact
+
+def line(slope=1):
+    print(f"slope {slope}: y = {slope} x")
+    fig, ax = plt.subplots(figsize=(4, 2.5))
+    ax.plot([0, 1], [0, slope])
+    ax.set(ylim=(0, 5), title=f"slope {slope}")
+    plt.show()
+
+interact(line, slope=widgets.IntSlider(value=1, min=1, max=5, description="slope"))"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with token auth, serving a temp copy of the notebook, kernels in fast mode."""
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / NOTEBOOK)
+    shutil.copy(ROOT / "notebooks" / "rise.css", root / "rise.css")   # the slides' styling, as next to the notebooks
+    write_figure_widget_notebook(root / FIGURE_WIDGET)
     port, token = free_port(), uuid.uuid4().hex
     # render every cell (no windowing), so the test can read cells far down the notebook
     settings = root / ".lab-settings" / "@jupyterlab" / "notebook-extension"
@@ -56,7 +80,8 @@ def lab(tmp_path_factory):
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly", "--allow-root"]   # nothing reaches the network; CI runs as root
+           "--LabApp.extension_manager=readonly", "--allow-root",   # nothing reaches the network; CI runs as root
+           "--LabApp.expose_app_in_browser=True"]   # window.jupyterapp: commands run without racing a menu
     log = open(root / "lab.log", "w")
     server = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -94,6 +119,40 @@ def page(lab):
         browser.close()
 
 
+def open_notebook(page, lab, name, workspace):
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?reset&token={lab['token']}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+
+
+def command(page, name, wait=True):
+    """Run a JupyterLab command (what a menu item does) on the current notebook.
+
+    On a loaded machine a menu click can land before the menu is ready and do nothing; the command cannot.
+    wait=False returns at once (Run All's promise ends only when every cell has run).
+    """
+    page.locator(".jp-NotebookPanel:visible .jp-Notebook").click()   # make the notebook the current widget
+    script = "name => window.jupyterapp.commands.execute(name)" if wait else \
+        "name => { window.jupyterapp.commands.execute(name); }"
+    page.evaluate(script, name)
+
+
+def save_shut_down_and_reopen(page, lab, name, workspace):
+    """File > Save, Kernel > Shut Down Kernel, then open the notebook again (a fresh kernel, no widget models)."""
+    command(page, "docmanager:save")
+    page.wait_for_function("() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-mod-dirty')")
+    command(page, "kernelmenu:shutdown")
+    page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
+        state="detached", timeout=30_000)
+    open_notebook(page, lab, name, workspace)
+
+
+def saved_outputs(lab, name, text):
+    """The outputs the file on disk holds for the code cell whose source contains text."""
+    nb = json.loads((lab["root"] / name).read_text())
+    [cell] = [c for c in nb["cells"] if c["cell_type"] == "code" and text in "".join(c["source"])]
+    return cell["outputs"]
+
+
 def cell_of(page, text):
     """The notebook cell whose source contains text."""
     return page.locator(".jp-NotebookPanel:visible .jp-Cell").filter(
@@ -101,8 +160,19 @@ def cell_of(page, text):
 
 
 def run_all(page):
-    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-    page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+    """Clear every output (the committed execution counts would look like a finished run), then Run All."""
+    # on a busy machine the kernel starts slowly: wait for it
+    page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
+    command(page, "notebook:clear-all-cell-outputs")
+    started = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')]
+        .some(e => e.textContent.trim() !== '[ ]:')"""
+    for _ in range(3):   # an idle indicator can show before the kernel's session is ready: then nothing runs
+        command(page, "notebook:run-all-cells", wait=False)
+        try:
+            page.wait_for_function(started, timeout=30_000)
+            break
+        except sync_api.TimeoutError:
+            continue
     # every code cell gets a number; none stays queued ("[*]") or unrun ("[ ]")
     try:
         page.wait_for_function("""() => {
@@ -148,6 +218,70 @@ def test_run_in_fast_mode_and_move_a_widget(page):
     after = cell.locator(".jp-Cell-outputArea").inner_text()
     assert "rank-12 factors 24,576" in after and "r=8:" not in after, \
         f"moving the rank slider to 12 did not replace the default result: {after}"
+
+
+def test_a_moved_widget_survives_save_and_reopen(page, lab):
+    """Autosave means a student's notebook is saved with a control moved; reopened, the result must still read."""
+    cell = cell_of(page, "interact(params_full_vs_low_rank")
+    assert "rank-12 factors 24,576" in cell.locator(".jp-Cell-outputArea").inner_text(), "run the move test first"
+    save_shut_down_and_reopen(page, lab, NOTEBOOK, "test")
+    texts = ["".join(o.get("data", {}).get("text/plain", "")) for o in saved_outputs(lab, NOTEBOOK, "interact(params_full")]
+    assert any("d=1024, r=12: full 1,048,576 parameters, rank-12 factors 24,576" in t for t in texts), \
+        f"the saved file does not hold the chosen result as plain text: {texts}"
+    area = cell_of(page, "interact(params_full_vs_low_rank").locator(".jp-Cell-outputArea")
+    area.wait_for()
+    assert "rank-12 factors 24,576" in area.inner_text(), \
+        f"after save and reopen the widget cell shows no readable result: {area.inner_text()!r}"
+
+
+def test_a_widget_figure_stays_above_its_controls_and_survives_save_and_reopen(page, lab):
+    pg = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        pg.set_default_timeout(60_000)
+        open_notebook(pg, lab, FIGURE_WIDGET, "figure")
+        run_all(pg)
+        area = pg.locator(".jp-NotebookPanel:visible .jp-Cell-outputArea").first
+        slider = area.locator(".widget-slider", has_text="slope").locator(".noUi-handle")
+        slider.wait_for()
+        figure = area.locator("img").first
+        figure.wait_for()
+        before = figure.get_attribute("src")
+        assert figure.bounding_box()["y"] < slider.bounding_box()["y"], "the default figure is not above the controls"
+        slider.focus()
+        slider.press("ArrowRight")
+        slider.press("ArrowRight")
+        pg.wait_for_function("el => el.innerText.includes('slope 3: y = 3 x')", arg=area.element_handle(), timeout=30_000)
+        pg.wait_for_function("([img, src]) => img.getAttribute('src') !== src", arg=[figure.element_handle(), before])
+        assert area.locator("img").count() == 1, "the moved control added a second figure instead of replacing the first"
+        assert figure.bounding_box()["y"] < slider.bounding_box()["y"], "the figure jumped below the controls on the first move"
+        assert "slope 1" not in area.inner_text()
+        save_shut_down_and_reopen(pg, lab, FIGURE_WIDGET, "figure")
+        kinds = [sorted(o.get("data", {})) for o in saved_outputs(lab, FIGURE_WIDGET, "interact(line")]
+        texts = ["".join(o.get("data", {}).get("text/plain", "")) for o in saved_outputs(lab, FIGURE_WIDGET, "interact(line")]
+        assert ["image/png", "text/plain"] in kinds and "slope 3: y = 3 x\n" in texts, \
+            f"the saved file does not hold the chosen result as text and PNG: {kinds} {texts}"
+        area = pg.locator(".jp-NotebookPanel:visible .jp-Cell-outputArea").first
+        figure = area.locator("img").first
+        figure.wait_for()
+        pg.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=figure.element_handle())
+        assert "slope 3: y = 3 x" in area.inner_text(), f"reopened, the result is gone: {area.inner_text()!r}"
+    finally:
+        pg.close()
+
+
+def test_the_title_slide_is_readable_from_the_back_of_a_room(page, lab):
+    """notebooks/rise.css: body text on the title slide at 1280 x 800 (JupyterLab's own size is 14 px)."""
+    pg = page.context.browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        pg.goto(f"{lab['url']}/rise/{NOTEBOOK}?token={lab['token']}")
+        body = pg.locator(".reveal .slides > section.present").first.locator(".jp-RenderedHTMLCommon p").first
+        body.wait_for(timeout=60_000)
+        size = float(body.evaluate("p => getComputedStyle(p).fontSize").removesuffix("px"))
+        assert size >= 20, f"title-slide body text is {size:g} px at 1280 x 800: too small for a projector"
+        heading = pg.locator(".reveal .slides > section.present h1").first
+        assert heading.bounding_box()["width"] < 1280, "the title no longer fits the slide"
+    finally:
+        pg.close()
 
 
 def test_the_notebook_opens_as_a_rise_slideshow(page, lab):
