@@ -185,7 +185,9 @@ def main(argv=None):
     record_path = args.record or os.path.join(args.root, RECORD)
     notebooks = [os.path.basename(p) for p in glob.glob(os.path.join(args.root, "notebooks", "[0-9][0-9]_*.ipynb"))]
     try:
-        figures = Figures(load_record(record_path), notebooks, source=os.path.relpath(record_path, args.root))
+        inside = os.path.abspath(record_path).startswith(os.path.abspath(args.root) + os.sep)
+        source = os.path.relpath(record_path, args.root) if inside else record_path
+        figures = Figures(load_record(record_path), notebooks, source=source)
         changed = []
         for doc in DOCS:
             path = os.path.join(args.root, doc)
@@ -201,7 +203,7 @@ def main(argv=None):
         print(f"timing_figures: {e}", file=sys.stderr)
         return 2
     if args.check and changed:
-        print(f"timing figures differ from {os.path.relpath(record_path, args.root)} in {', '.join(changed)}: "
+        print(f"timing figures differ from {source} in {', '.join(changed)}: "
               "run python tools/timing_figures.py --write", file=sys.stderr)
         return 1
     if args.write:
