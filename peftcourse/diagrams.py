@@ -16,6 +16,7 @@ Trained parts are drawn in the method's colour, frozen ones in grey, fixed non-w
     mora_compress           LoRA's thin A, B against MoRA's square M between compress and decompress
     sbora_factors           FA: one-hot rows of A, r columns of W change; FB: one-hot columns of B, r rows
     multi_sbora_regions     tasks in disjoint columns vs summed LoRA updates; both answer every input
+    chat_finetune           a chat model learns a task: prompt → frozen LLM + LoRA → one answer token; then ship it
 """
 import math
 
@@ -491,5 +492,29 @@ def multi_sbora_regions(n_features=48, r=4, n_tasks=3, seed=0):
     return fig
 
 
+def chat_finetune():
+    """Notebook 13's pipeline: a sentence asked through the chat template, the frozen SmolLM2 with LoRA on q_proj
+    and v_proj, the loss on the answer's first token only; then merge, or ship the adapter alone to peft."""
+    fig, ax = canvas(16, 7.4, figsize=(13.5, 6.3))
+    lo = COLORS["LoRA"]
+    box(ax, 0.2, 4.2, 3.0, 2.4, "documentation\nsentence\n+ chat template\n(system, user)", lighter(FROZEN, 0.6))
+    box(ax, 4.2, 4.2, 4.4, 2.4, "SmolLM2-135M-Instruct\n30 blocks, frozen", FROZEN)
+    box(ax, 4.7, 4.35, 3.4, 0.75, "LoRA on q_proj, v_proj", lo, fontsize=FONT - 2, text_color="white")
+    box(ax, 9.6, 4.2, 2.7, 2.4, "logits at the\nlast position\nonly", lighter(lo, 0.7))
+    box(ax, 13.2, 4.2, 2.6, 2.4, "first token of\n8 package\nnames", lighter(lo, 0.4))
+    arrow(ax, (3.2, 5.4), (4.2, 5.4))
+    arrow(ax, (8.6, 5.4), (9.6, 5.4))
+    arrow(ax, (12.3, 5.4), (13.2, 5.4))
+    ax.text(14.5, 7.0, "loss, accuracy", ha="center", fontsize=FONT - 1)
+    box(ax, 0.9, 0.6, 4.2, 1.8, "merge: W0 + (α/r) B A\na plain model again", lighter(lo, 0.55))
+    box(ax, 6.1, 0.6, 4.2, 1.8, "save the adapter alone\n→ peft loads it", lighter(lo, 0.55))
+    box(ax, 11.3, 0.6, 4.2, 1.8, "chat: base and tuned\nside by side", lighter(lo, 0.55))
+    for x in (3.0, 8.2, 13.4):
+        arrow(ax, (6.4, 4.2), (x, 2.4), lw=1.4)
+    ax.text(0.4, 3.3, "after training:", fontsize=FONT - 1, va="center")
+    return fig
+
+
 ALL = (finetuning_approaches, low_rank, houlsby_adapter, prompt_vs_prefix, lora_parallel, nf4_bins,
-       double_quant_layout, qlora_flow, dora_decomposition, mora_compress, sbora_factors, multi_sbora_regions)
+       double_quant_layout, qlora_flow, dora_decomposition, mora_compress, sbora_factors, multi_sbora_regions,
+       chat_finetune)

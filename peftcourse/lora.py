@@ -204,3 +204,32 @@ def inject_gpt2_attention(model, weights, r, alpha, **kwargs):
     for plan in plans:
         replace_layers(model, plan)
     return model
+
+
+@torch.no_grad()
+def copy_to_peft(model, peft_model, adapter_name="default"):
+    """Copy every LoRALinear's active A and B into the same-named layer of a peft LoraConfig model (its lora_A,
+    lora_B): peft's save_pretrained then writes the adapter in peft's format. Every layer is checked (name, shapes,
+    scaling α/r) before the first copy. Returns the number of layers copied."""
+    layers = [(name, layer) for name, layer in model.named_modules() if type(layer) is LoRALinear]
+    if not layers:
+        raise ValueError("the model has no LoRALinear layer to copy: inject(model, 'lora', ...) first")
+    try:
+        root = peft_model.base_model.model
+        targets = [root.get_submodule(name) for name, _ in layers]
+        pieces = [(t.lora_A[adapter_name].weight, t.lora_B[adapter_name].weight, t.scaling[adapter_name])
+                  for t in targets]
+    except (AttributeError, KeyError) as err:
+        raise ValueError(f"peft_model is not a peft LoRA model with adapter {adapter_name!r} on the same layers "
+                         f"({[n for n, _ in layers][:3]}...): {err}") from None
+    for (name, layer), (A, B, scaling) in zip(layers, pieces):
+        if (A.shape, B.shape) != (layer.A.shape, layer.B.shape):
+            raise ValueError(f"{name}: peft's A, B have shapes {tuple(A.shape)}, {tuple(B.shape)}, ours "
+                             f"{tuple(layer.A.shape)}, {tuple(layer.B.shape)} (use the same r)")
+        if not math.isclose(scaling, layer.scaling):
+            raise ValueError(f"{name}: peft scales B A by {scaling:g}, ours by {layer.scaling:g}: give LoraConfig "
+                             "the same r, lora_alpha and use_rslora")
+    for (_, layer), (A, B, _) in zip(layers, pieces):
+        A.copy_(layer.A)
+        B.copy_(layer.B)
+    return len(layers)

@@ -215,3 +215,33 @@ def test_fused_bad_inputs():
         FusedLoRALinear(nn.Linear(4, 12), r=1, alpha=1, enable=("q", "x"))
     with pytest.raises(ValueError, match=r"r=5 exceeds min"):
         FusedLoRALinear(nn.Linear(4, 12), r=5, alpha=1)
+
+
+def test_copy_to_peft_gives_peft_the_same_llama_and_refuses_a_mismatch():
+    import copy
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from peftcourse import inject
+    from peftcourse.lora import copy_to_peft
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=128, vocab_size=64)).eval()
+    ours = inject(copy.deepcopy(llama), "lora", ["q_proj", "v_proj"], r=4, alpha=8)
+    with torch.no_grad():
+        for m in ours.modules():
+            if isinstance(m, LoRALinear):
+                m.B.normal_()   # B = 0 would make the outputs equal whatever is copied
+    ref = get_peft_model(copy.deepcopy(llama), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    ids = torch.randint(0, 64, (2, 7))
+    with torch.no_grad():
+        assert not torch.allclose(ours(ids).logits, ref(ids).logits, atol=1e-3)
+        assert copy_to_peft(ours, ref) == 4
+        torch.testing.assert_close(ours(ids).logits, ref(ids).logits, atol=1e-5, rtol=1e-5)
+    other = get_peft_model(copy.deepcopy(llama), LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    before = other.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight.clone()
+    with pytest.raises(ValueError, match="scales B A by 4, ours by 2"):
+        copy_to_peft(ours, other)
+    assert torch.equal(other.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight, before)
+    with pytest.raises(ValueError, match="no LoRALinear layer"):
+        copy_to_peft(llama, ref)
+    with pytest.raises(ValueError, match="not a peft LoRA model"):
+        copy_to_peft(ours, llama)
