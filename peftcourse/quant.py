@@ -133,6 +133,29 @@ def unpack_nibbles(packed, n):
     return torch.stack([packed >> 4, packed & 0xF], dim=1).flatten()[:n]
 
 
+def byte_values(code):
+    """(256, 2): for every byte b, the code values of its two indices, code[b >> 4] and code[b & 15]."""
+    code = nn.functional.pad(code, (0, 16 - code.numel()))  # 15-level codes never use index 15
+    byte = torch.arange(256, device=code.device)
+    return torch.stack([code[byte >> 4], code[byte & 0xF]], dim=1)
+
+
+LOOKUP_CHUNK = 1 << 22   # packed bytes per gather: their int32 positions (16 MB) are made and freed a chunk at a time
+
+
+def lookup_bytes(packed, pairs):
+    """pairs[b] for every byte b of `packed`, flattened, in float32: code[index] of every packed index, in order.
+
+    One lookup per byte, not per index: pairs = byte_values(code). A byte's two float32 values are fetched
+    together as one 64-bit word (the (256, 2) table read as 256 int64), and the int32 positions the gather
+    needs are made a chunk at a time, so no index tensor as large as the weight is ever built."""
+    words = pairs.float().view(torch.int64).flatten()   # float32 even in a module moved to another dtype
+    out = torch.empty(packed.numel(), dtype=torch.int64, device=packed.device)
+    for part, dest in zip(packed.split(LOOKUP_CHUNK), out.split(LOOKUP_CHUNK)):
+        torch.index_select(words, 0, part.int(), out=dest)
+    return out.view(torch.float32)
+
+
 # ---------------------------------------------------------------- absmax int8 / int4
 
 class AbsmaxQuantized(nn.Module):
@@ -210,14 +233,19 @@ class Quantized4bit(nn.Module):
             self.register_buffer("absmax_q", dq["q"])  # uint8 index into dynamic_code(), one per block
             self.register_buffer("absmax_scale", dq["scale"])  # fp32, one per 256 blocks
             self.register_buffer("absmax_offset", dq["offset"])  # fp32 scalar
-        self.register_buffer("code", code, persistent=False)  # the 16-value table: shared, not per tensor
+        # lookup tables, derived from the code and rebuilt by every copy, not stored: the 16 values, the two
+        # values of every byte, and (double quantization) the 8-bit code of the absmax constants
+        self.register_buffer("code", code, persistent=False)
+        self.register_buffer("pairs", byte_values(code), persistent=False)
+        if dq is not None:
+            self.register_buffer("absmax_code", dynamic_code().to(code.device), persistent=False)
         self.shape, self.dtype, self.blocksize, self.double_quant = torch.Size(shape), dtype, blocksize, dq is not None
 
     def block_absmax(self):
         """The fp32 absmax of every block (rebuilt from its 8-bit code when double-quantized)."""
         if not self.double_quant:
             return self.absmax
-        blocks = as_blocks(dynamic_code().to(self.absmax_scale.device)[self.absmax_q.long()], DQ_BLOCKSIZE)
+        blocks = as_blocks(self.absmax_code[self.absmax_q.long()], DQ_BLOCKSIZE)
         return (blocks * self.absmax_scale[:, None]).flatten()[: self.absmax_q.numel()] + self.absmax_offset
 
     def indices(self):
@@ -228,12 +256,8 @@ class Quantized4bit(nn.Module):
         """code[index] · absmax of its block, in `dtype` (default: the original tensor's dtype)."""
         dtype = self.dtype if dtype is None else validate.float_dtype("dtype", dtype)
         n = self.shape.numel()
-        # one lookup per byte: row b of `pairs` holds the code values of b's high and low nibble
-        code = nn.functional.pad(self.code, (0, 16 - self.code.numel()))  # 15-level codes never use index 15
-        byte = torch.arange(256, device=code.device)
-        pairs = torch.stack([code[byte >> 4], code[byte & 0xF]], dim=1)
-        values = nn.functional.embedding(self.packed.long(), pairs).flatten()[:n]  # == code[indices]
-        blocks = as_blocks(values, self.blocksize) * self.block_absmax()[:, None]
+        blocks = as_blocks(lookup_bytes(self.packed, self.pairs)[:n], self.blocksize)   # code[index], block by block
+        blocks *= self.block_absmax()[:, None]   # in place: the looked-up values become the result
         return blocks.flatten()[:n].view(self.shape).to(dtype)
 
     def overhead_bits_per_param(self):

@@ -50,8 +50,8 @@ def test_bench_lora_counts_like_peft_and_returns_a_ratio(capsys):
 
 
 def test_bench_quant_runs_and_returns_an_exit_code(monkeypatch, capsys):
-    code, out = run_main(monkeypatch, capsys, "bench_quant", ["--size", "256", "--repeats", "1"])
-    assert code in (0, 1) and "worst quantize ratio" in out
+    code, out = run_main(monkeypatch, capsys, "bench_quant", ["--size", "256", "--repeats", "1", "--layers", "1"])
+    assert code in (0, 1) and "worst quantize ratio" in out and "dequantize SmolLM2's 7 matrices" in out
 
 
 def test_bench_notebooks_measures_time_and_peak_memory(tmp_path, capsys):

@@ -234,3 +234,29 @@ def test_blocksize_sweep_and_linear_weights():
     assert [(b, over) for b, over, _ in rows] == [(32, 1.0), (64, 0.5), (256, 0.125)]
     errors = [err for *_, err in rows]
     assert errors[0] < errors[1] < errors[2]  # smaller blocks follow the data more closely
+
+
+def test_dequantize_is_the_same_whatever_the_gather_chunk(monkeypatch):
+    """lookup_bytes gathers a chunk of packed bytes at a time: chunk edges (here every 7 bytes, inside a block
+    and across blocks, odd n) must not change a single value."""
+    import peftcourse.quant as Q
+    torch.manual_seed(3)
+    w = torch.randn(37, 51)   # 1,887 values: an odd count, a partial last block, rows not a multiple of 64
+    for dq in (False, True):
+        whole = quantize_nf4(w, 64, dq).dequantize()
+        monkeypatch.setattr(Q, "LOOKUP_CHUNK", 7)
+        assert torch.equal(quantize_nf4(w, 64, dq).dequantize(), whole)
+        monkeypatch.undo()
+    codes = Q.byte_values(nf4_code())
+    assert codes.shape == (256, 2) and torch.equal(codes[0x7F], torch.stack([nf4_code()[7], nf4_code()[15]]))
+
+
+def test_a_quantized_tensor_moved_to_another_dtype_still_dequantizes():
+    torch.manual_seed(4)
+    w = torch.randn(64, 128)
+    for dq in (False, True):
+        q = quantize_nf4(w, 64, dq)
+        ref = q.dequantize()
+        moved = quantize_nf4(w, 64, dq).to(torch.bfloat16)   # its float tables and constants become bf16
+        assert moved.dequantize().dtype == torch.float32
+        torch.testing.assert_close(moved.dequantize(), ref, atol=0.02, rtol=0.02)

@@ -84,3 +84,22 @@ def test_saved_weights_needs_the_folder_the_model_came_from(tmp_path, saved):
     model.name_or_path = str(tmp_path)
     with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
         Q.saved_weights(model)
+
+
+def test_the_qlora_benchmark_runs_both_bases_on_a_checked_folder(tmp_path, saved):
+    """bench_qlora_smollm2 at toy size, on a tiny Llama written as fetch-smollm2 writes SmolLM2 (with a manifest)."""
+    import importlib.util
+    import pathlib
+    import shutil
+    from peftcourse import smollm2
+    folder = tmp_path / "smollm2"
+    shutil.copytree(saved, folder)
+    _, tok = models.load_tinygpt()
+    tok.save_pretrained(folder)
+    smollm2.write_manifest(str(folder), sum(p.numel() for p in load(saved).parameters()))
+    path = pathlib.Path(__file__).with_name("bench_qlora_smollm2.py")
+    spec = importlib.util.spec_from_file_location("bench_qlora_smollm2", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ratio = bench.main(["--steps", "1", "--batch", "1", "--seq", "8", "--r", "2", "--alpha", "4"], path=str(folder))
+    assert ratio > 0 and math.isfinite(ratio)

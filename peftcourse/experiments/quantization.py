@@ -146,8 +146,9 @@ def smollm2_formats(model, windows, blocksize=64, n_layers=None):
     metric["fp32"] = fp32   # listed after the formats, which keep the order (and colours) of four_bit_formats
     n_quantized = sum(layer.weight.numel() for layer in linears.values())
     n_total = sum(p.numel() for p in model.parameters())   # the tied embedding counted once
-    return {"metric": metric, "facts": {"weight_error": errors, "constant_bits_per_weight": overhead,
-                                        "quantized_weights": n_quantized, "full_precision_weights": n_total - n_quantized}}
+    facts = {"weight_error": errors, "constant_bits_per_weight": overhead, "quantized_weights": n_quantized,
+             "full_precision_weights": n_total - n_quantized}
+    return {"metric": metric, "facts": facts}
 
 
 def run_formats_smollm2(config, seed):
