@@ -66,7 +66,7 @@ def exercise_cells(nb):
     return out
 
 
-@pytest.mark.parametrize("nn_", [f"{n:02d}" for n in range(1, 13)])
+@pytest.mark.parametrize("nn_", [f"{n:02d}" for n in range(1, 14)])
 def test_each_notebook_has_three_kinds_of_exercise(nn_):
     nb = json.loads(NOTEBOOKS[nn_].read_text())
     cells = exercise_cells(nb)
@@ -344,6 +344,9 @@ WRONG_CODE = {
     "12-state-bytes": [(lambda model: 12 * sum(p.numel() for p in model.parameters()), "frozen weights too"),
                        (lambda model: 16 * sum(p.numel() for p in model.parameters() if p.requires_grad),
                         "weights themselves")],
+    "13-position-ids": [(lambda attention_mask: torch.arange(attention_mask.shape[1]).expand_as(attention_mask).clone(),
+                         "the padding is counted"),
+                        (lambda attention_mask: attention_mask.cumsum(-1) - 1, "padded positions are -1")],
 }
 CODE_MISTAKES = [(ex_id, fn, hint) for ex_id, items in WRONG_CODE.items() for fn, hint in items]
 

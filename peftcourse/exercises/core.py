@@ -14,6 +14,7 @@ NOTEBOOKS = {
     "00": "00_start_here", "01": "01_finetuning_approaches", "02": "02_rank_and_low_rank", "03": "03_adapters",
     "04": "04_prompt_and_prefix_tuning", "05": "05_lora", "06": "06_quantization_nf4", "07": "07_qlora",
     "08": "08_dora", "09": "09_mora", "10": "10_sbora", "11": "11_multi_sbora", "12": "12_compare",
+    "13": "13_chat_model",
 }
 
 
