@@ -146,11 +146,12 @@ LOOKUP_CHUNK = 1 << 22   # packed bytes per gather: their int32 positions (16 MB
 def lookup_bytes(packed, pairs):
     """pairs[b] for every byte b of `packed`, flattened, in float32: code[index] of every packed index, in order.
 
-    One lookup per byte, not per index: pairs = byte_values(code). A byte's two float32 values are fetched
-    together as one 64-bit word (the (256, 2) table read as 256 int64), and the int32 positions the gather
-    needs are made a chunk at a time, so no index tensor as large as the weight is ever built."""
-    words = pairs.float().view(torch.int64).flatten()   # float32 even in a module moved to another dtype
-    out = torch.empty(packed.numel(), dtype=torch.int64, device=packed.device)
+    One lookup per byte, not per index: pairs = byte_values(code). A byte's two float32 values move together as
+    one 8-byte element (the (256, 2) table viewed as 256 float64: the dtype only names the 8 bytes, which are
+    copied, never computed with; torch's gather is faster for a floating dtype than for int64), and the int32
+    positions the gather needs are made a chunk at a time, so no index tensor as large as the weight is built."""
+    words = pairs.float().view(torch.float64).flatten()   # float32 even in a module moved to another dtype
+    out = torch.empty(packed.numel(), dtype=torch.float64, device=packed.device)
     for part, dest in zip(packed.split(LOOKUP_CHUNK), out.split(LOOKUP_CHUNK)):
         torch.index_select(words, 0, part.int(), out=dest)
     return out.view(torch.float32)
