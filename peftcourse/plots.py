@@ -6,6 +6,8 @@ Variants of one method in one plot (LoRA r=1 / r=8, four MoRA types) keep the me
 shades, line styles and markers of their own: `styles(labels)`. Legends go beside the data (`legend`),
 and compared values go on an axis that shows their differences (`plot_values`: dots, not bars from 0).
 """
+import os
+
 import matplotlib.pyplot as plt
 from matplotlib.colors import to_hex, to_rgb
 
@@ -18,6 +20,11 @@ MARKERS = {
     "full FT": "s", "top-layer": "v", "feature-based": "^", "adapter": "D", "prompt": "P", "prefix": "X",
     "LoRA": "o", "QLoRA": "h", "DoRA": "d", "MoRA": "p", "SBoRA-FA": ">", "SBoRA-FB": "<", "peft": "x",
 }
+# number formats (notebooks 06 and 07) keep a colour of their own too, from Tol's muted palette; a label names one
+# in any case ("nf4", "NF4 + DQ", "QLoRA NF4" is QLoRA's)
+FORMATS = {"int8": "#44AA99", "int4": "#AA4499", "FP4": "#CC6677", "NF4": "#117733"}
+COLORS.update(FORMATS)
+MARKERS.update({"int8": "*", "int4": "8", "FP4": "H", "NF4": "+"})
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 VARIANT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 FROZEN = "#BBBBBB"  # frozen weights in diagrams and plots
@@ -36,9 +43,10 @@ style()
 
 
 def method_of(label):
-    """The known method a label starts with ("LoRA r=8" -> "LoRA"; "QLoRA NF4" -> "QLoRA"), else None."""
+    """The known method (or number format) a label starts with ("LoRA r=8" -> "LoRA"; "QLoRA NF4" -> "QLoRA";
+    "nf4" -> "NF4"), else None."""
     for name in sorted(COLORS, key=len, reverse=True):
-        if str(label).startswith(name):
+        if str(label).startswith(name) or name in FORMATS and str(label).lower().startswith(name.lower()):
             return name
     return None
 
@@ -266,3 +274,164 @@ def plot_feature_shares(shares, regions, names=("task 1", "task 2"), ax=None, ti
     ax.set_title(title or "which features each task uses")
     ax.legend(loc="upper left", fontsize=8)
     return ax
+
+
+# ---------------------------------------------------------------- every shown figure, checked
+
+def _legends(fig):
+    return [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+
+
+def _overlap(a, b, tol=2.0):
+    """Whether two display boxes overlap by more than `tol` pixels each way."""
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > tol and min(a.y1, b.y1) - max(a.y0, b.y0) > tol
+
+
+def _name(ax):
+    return repr(ax.get_title() or ax.get_ylabel() or ax.get_xlabel() or f"panel {ax.figure.axes.index(ax) + 1}")
+
+
+def legend_problems(fig):
+    """Where a legend of `fig` hides something: another panel (its data, ticks, labels or title), another legend
+    or the figure's title. A twin axis sharing the legend's panel is the same panel."""
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    problems = []
+    legends = _legends(fig)
+    for i, leg in enumerate(legends):
+        box = leg.get_window_extent(renderer)
+        owner = leg.axes if leg.axes is not None and leg in (leg.axes.get_legend(),) else None
+        where = f"the legend of {_name(owner)}" if owner is not None else "the figure's legend"
+        for ax in fig.axes:
+            if ax is owner or not ax.get_visible() or (
+                    owner is not None and ax.get_position().bounds == owner.get_position().bounds):
+                continue
+            if _overlap(box, ax.get_tightbbox(renderer)):
+                problems.append(f"{where} lies over the panel {_name(ax)}: put it below (legend(ax, 'below')), "
+                                "give the figure more width, or use one legend for the figure")
+        for other in legends[i + 1:]:
+            if _overlap(box, other.get_window_extent(renderer)):
+                problems.append(f"{where} and another legend lie over each other")
+        if fig._suptitle is not None and fig._suptitle.get_text() and _overlap(
+                box, fig._suptitle.get_window_extent(renderer)):
+            problems.append(f"{where} lies over the figure's title")
+    return problems
+
+
+def _handle_color(handle):
+    """The colour an entry of a legend shows (a line's, a marker's, a patch's or a collection's face), or None."""
+    for get in ("get_color", "get_markerfacecolor", "get_facecolor"):
+        try:
+            c = getattr(handle, get)()
+        except AttributeError:
+            continue
+        if hasattr(c, "ndim") and getattr(c, "ndim", 0) == 2:   # a collection: one colour per point
+            c = c[0] if len(c) else None
+        try:
+            return to_hex(c, keep_alpha=False)
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def is_shade(hex_color, base, most=8):
+    """Whether hex_color is the colour `base` or one of its shades (shade(base, i, n) for n up to `most`)."""
+    hex_color = hex_color.lower()
+    return any(shade(base, i, n).lower() == hex_color for n in range(1, most + 1) for i in range(n))
+
+
+def colour_problems(fig):
+    """Legend entries of `fig` that name a method (or number format) but are not in its colour or a shade of it
+    (`styles`): so a method keeps its colour in every figure of a notebook, and of the course. Labels of no known
+    method ("trained", "step 1", "before adaptation") may take the colour their figure gives them."""
+    problems = []
+    for leg in _legends(fig):
+        for handle, text in zip(leg.legend_handles, leg.get_texts()):
+            label, c = text.get_text(), _handle_color(handle)
+            method = method_of(label)
+            if c is not None and method is not None and not is_shade(c, COLORS[method]):
+                problems.append(f"{label!r} is drawn in {c}, not in {method}'s colour {COLORS[method]} or a shade "
+                                "of it: take plots.color(label) or plots.styles(labels)")
+    return problems
+
+
+def figure_problems(fig):
+    """Everything `legend_problems` and `colour_problems` find in a figure."""
+    return legend_problems(fig) + colour_problems(fig)
+
+
+# Figures of the notebooks that still break a rule until their notebooks are reworked: (notebook, cell, the words of
+# the problem). check_shown_figures lets a problem through that contains these words; empty it as they are fixed.
+FIGURES_TO_FIX = (
+    ('03_adapters', 42, "the legend of 'C4: partly' lies over"),
+    ('04_prompt_and_prefix_tuning', 31, "'prompt n=16 (peft)' is drawn in"),
+    ('04_prompt_and_prefix_tuning', 31, "'prefix n=2 (peft)' is drawn in"),
+    ('05_lora', 24, "the legend of 'with the rule: α = 16, s = 16/r' lies over"),
+    ('05_lora', 33, "the legend of 'C2: reproduced' lies over"),
+    ('05_lora', 36, "the legend of '2 steps: how fast each rank starts' lies over"),
+    ('05_lora', 64, "'peft' is drawn in"),
+    ('06_quantization_nf4', 8, "'int4, one scale' is drawn in"),
+    ('06_quantization_nf4', 8, "'int4, blocks of 64' is drawn in"),
+    ('06_quantization_nf4', 23, "the legend of 'TinyGPT: NF4 levels (blue lines) over real weights' lies over"),
+    ('06_quantization_nf4', 29, "'int4' is drawn in"),
+    ('06_quantization_nf4', 29, "'fp4' is drawn in"),
+    ('06_quantization_nf4', 29, "'nf4' is drawn in"),
+    ('07_qlora', 15, "'full FT (fp32)' is drawn in"),
+    ('07_qlora', 15, "'LoRA (fp32)' is drawn in"),
+    ('07_qlora', 15, "'QLoRA Int8' is drawn in"),
+    ('07_qlora', 15, "'QLoRA FP4' is drawn in"),
+    ('07_qlora', 15, "'QLoRA NF4 + DQ' is drawn in"),
+    ('07_qlora', 15, "'QLoRA NF4 + DQ (bitsandbytes + peft)' is drawn in"),
+    ('07_qlora', 25, "'QLoRA NF4 + DQ, short recipe' is drawn in"),
+    ('07_qlora', 30, "the legend of 'C6: reproduced' lies over"),
+    ('07_qlora', 30, "the legend of 'C6: qlora_vs_lora' lies over"),
+    ('12_compare', 16, "'LoRA r=4, 3 seeds' is drawn in"),
+)
+
+
+def _to_fix(problem):
+    return any(words in problem for _, _, words in FIGURES_TO_FIX)
+
+
+class FigureProblem(AssertionError):
+    """A shown figure hides a legend or breaks the notebook's colours."""
+
+
+def check_shown_figures(shell=None):
+    """From now on, every figure this IPython session shows is checked by `figure_problems`, and a problem is
+    raised as an error of the cell that showed it.
+
+    setup() turns it on when PEFTCOURSE_CHECK_FIGURES=1, which the test suite sets, so the notebooks' fast-mode
+    runs check every figure they draw. Returns False outside IPython (nothing to check)."""
+    from matplotlib.figure import Figure
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None or getattr(shell, "_peftcourse_figure_check", None) is not None:
+        return shell is not None
+    pending = []
+    display_formatter = shell.display_formatter
+    format_for_display = display_formatter.format   # the inline backend registers its PNG printer later, lazily
+
+    def checked(obj, *args, **kwargs):
+        if isinstance(obj, Figure):
+            pending.extend(p for p in figure_problems(obj) if not _to_fix(p))
+        return format_for_display(obj, *args, **kwargs)
+
+    def raise_pending(*_):
+        if pending:
+            problems = list(dict.fromkeys(pending))
+            pending.clear()
+            raise FigureProblem("a figure of this cell: " + "; ".join(problems))
+
+    display_formatter.format = checked
+    shell.events.register("post_run_cell", raise_pending)   # after the inline backend shows the figures (post_execute)
+    shell._peftcourse_figure_check = checked
+    return True
+
+
+if os.environ.get("PEFTCOURSE_CHECK_FIGURES", "").strip() == "1":   # the test suite's notebook runs
+    check_shown_figures()
