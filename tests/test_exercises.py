@@ -135,10 +135,10 @@ def test_a_notebook_loads_only_its_own_answer_key():
 
 
 def test_unknown_notebook_is_a_clear_error():
-    with pytest.raises(KeyError, match="no notebook '13'"):
-        E.for_notebook("13")
-    with pytest.raises(KeyError, match="unknown exercise id '13-x'; known ids: 00-adapter-weights"):
-        E.get("13-x")
+    with pytest.raises(KeyError, match="no notebook '14'"):
+        E.for_notebook("14")
+    with pytest.raises(KeyError, match="unknown exercise id '14-x'; known ids: 00-adapter-weights"):
+        E.get("14-x")
 
 
 def test_the_registry_refuses_malformed_exercises():
