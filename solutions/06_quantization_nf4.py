@@ -30,23 +30,22 @@ answer_index = 12   # 0.05 / 0.1 = 0.5 lies below the midpoint of code[12] and c
 check("06-nf4-index", answer_index);
 
 
-# %% [06-nf4-block]
-from peftcourse import quant
-
-def nf4_block(block):
-    """NF4 indices (0..15) of one block of weights: absmax scaling to [-1, 1], then the nearest of quant.nf4_code()."""
+# %% [06-q4-1-block]
+def q4_1_block(block):
+    """Q4_1 indices (0..15) of one block of 32 weights: 16 evenly spaced levels from the block's minimum m
+    to its maximum, w ≈ d·q + m with d = (max − m)/15."""
     ### BEGIN SOLUTION
-    code = quant.nf4_code()                          # 16 sorted values, -1 ... 1
-    scaled = block / block.abs().max()               # absmax = max |w|
-    return (scaled[:, None] - code[None, :]).abs().argmin(dim=1)   # the nearest level
+    m = block.min()                                  # the lowest level is the block's minimum
+    d = (block.max() - m) / 15                       # 16 levels, 15 equal steps up to the maximum
+    return torch.round((block - m) / d).clamp(0, 15)   # the nearest level, as an index
     ### END SOLUTION
 
 
-check("06-nf4-block", nf4_block);
+check("06-q4-1-block", q4_1_block);
 
 
 # %% [06-outlier]
 ### BEGIN SOLUTION
-prediction = 'c'
+prediction = 'b'
 ### END SOLUTION
 predict("06-outlier", prediction);

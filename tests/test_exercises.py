@@ -321,7 +321,9 @@ WRONG_CODE = {
     "05-lora-forward": [(lora_no_scaling, "scaling α/√r is missing"), (lora_no_bias, "bias b is missing"),
                         (lora_detached, "no gradient flows back"), (lora_transposed, "transposed"),
                         (lora_crashes, "your function raised RuntimeError")],
-    "06-nf4-block": [(lambda block: torch.round(block / block.abs().max() * 7).long() + 7, "that is int4")],
+    "06-q4-1-block": [(lambda block: torch.round(block / block.abs().max() * 7).long() + 7, "that is absmax int4"),
+                      (lambda block: torch.round(block / ((block.max() - block.min()) / 15)).clamp(0, 15),
+                       "the minimum m is missing")],
     "07-double-quant": [(lambda absmax: (lambda blocks: (
         __import__("peftcourse").quant.nearest(blocks / blocks.abs().amax(1, keepdim=True),
                                                __import__("peftcourse").quant.dynamic_code()).flatten(),

@@ -40,52 +40,59 @@ def _indices_as_float(student_fn):
     return run
 
 
-def _nf4_block_cases():
+def _q4_1_indices(block, steps=15, subtract_min=True):
+    """llama.cpp's Q4_1 (asymmetric): 16 evenly spaced levels from the block's minimum m to its maximum,
+    w ≈ d·q + m with d = (max − m)/15, q = round((w − m)/d) in 0..15."""
+    m = block.min() if subtract_min else torch.zeros(())
+    d = (block.max() - block.min()) / steps
+    return torch.round((block - m) / d).clamp(0, 15).to(torch.float32)
+
+
+def _q4_1_block_cases():
     cases = []
     for seed in (0, 1):
         g = torch.Generator().manual_seed(seed)
-        block = torch.randn(64, generator=g) * 0.02
-        block[seed] = -0.09  # the absmax may come from a negative weight
-        q = quant.quantize_nf4(block)
-        expected = q.indices().to(torch.float32)
-        code = quant.nf4_code()
-        by_max = quant.nearest(block / block.max(), code).to(torch.float32)
+        block = torch.randn(32, generator=g) * 0.02 + 0.004 * (seed + 1)   # not centred on 0: the minimum matters
         int4 = torch.round(block / block.abs().max() * 7).to(torch.float32) + 7
         cases.append(Case(
-            inputs={"block": block}, expected=expected,
-            wrong=((by_max, "you scaled by the largest value, not the largest |value|: absmax = max |w|."),
-                   (int4, "that is int4 (round to one of 15 evenly spaced levels); NF4 picks the nearest of the "
-                          "16 values of quant.nf4_code().")),
-            shape_note="block is 64 weights; return the 64 indices (0..15) in the same order.",
+            inputs={"block": block}, expected=_q4_1_indices(block),
+            wrong=((int4, "that is absmax int4 (levels spread symmetrically around 0); Q4_1 spreads its 16 "
+                          "levels from the block's own minimum to its maximum."),
+                   (_q4_1_indices(block, subtract_min=False), "the minimum m is missing: measure each weight "
+                                                               "from the block's minimum, (w − m)/d."),
+                   (_q4_1_indices(block, steps=16), "16 levels have 15 steps between them: d = (max − min)/15.")),
+            shape_note="block is 32 weights; return the 32 indices (0..15) in the same order.",
             wrap=_indices_as_float))
     return cases
 
 
-NF4_BLOCK = Exercise(
-    "06-nf4-block", "code", "NF4 indices of one block", "nf4_block",
-    hint="absmax = max |w|; scale the block to [−1, 1]; pick the nearest NF4 value for each weight.",
-    reread=where("1 (Absmax quantization) and 2 (NF4)", "'Block-wise k-bit Quantization' and '4-bit NormalFloat (NF4)'"),
-    explain="Nearest code value after absmax scaling; quant.nearest breaks exact ties towards the lower index, "
-            "as bitsandbytes does.",
-    cases=_nf4_block_cases)
+Q4_1_BLOCK = Exercise(
+    "06-q4-1-block", "code", "Q4_1 indices of one block (SmolLM2's on-disk format)", "q4_1_block",
+    hint="m = the block's minimum, d = (max − m)/15; each index is (w − m)/d rounded to the nearest integer.",
+    reread=where("7 (A real LLM in 4 bits: SmolLM2)", "'Block-wise k-bit Quantization'"),
+    explain="Q4_1 is asymmetric: its 16 levels span [min, max] of the block instead of [−absmax, absmax], so "
+            "no level is wasted on the side the block does not reach; the price is a second constant per block.",
+    cases=_q4_1_block_cases)
 
 
-def _zeros_beside_an_outlier():
+def _zeros_beside_a_large_weight():
     torch.manual_seed(0)
     block = torch.randn(64) * 0.02
-    block[0] = 2.0  # one outlier, 100x the spread of the others
+    block[0] = 0.2  # one weight 10x the spread of the others
     idx = quant.quantize_nf4(block).indices()
     zero = int((quant.nf4_code() == 0).nonzero())
     return int((idx[1:] == zero).sum())
 
 
 OUTLIER = Exercise(
-    "06-outlier", "predict", "what one outlier does to the other 63 weights of its block", "prediction",
-    hint="", reread=where("1 (Absmax quantization, and why blocks)", "'Block-wise k-bit Quantization'"),
-    explain="{m} of the 63 other weights were stored as NF4's exact 0. The outlier sets the absmax, so the "
-            "others scale to about ±0.01 and fall below the first level (≈ 0.08): small blocks keep "
-            "such damage local, which is why QLoRA uses blocks of 64.",
-    options={"a": "hardly any of them become 0", "b": "about half", "c": "nearly all of them become 0"},
-    outcome=lambda n: "a" if n < 16 else "b" if n < 48 else "c", measure=_zeros_beside_an_outlier)
+    "06-outlier", "predict", "how many of the other 63 weights a weight 10x their spread turns into NF4's 0",
+    "prediction", hint="", reread=where("2 (NF4: 16 levels from normal quantiles)", "'4-bit NormalFloat (NF4)'"),
+    explain="{m} of the 63 other weights were stored as NF4's exact 0. The large weight sets the absmax (0.2), and "
+            "NF4's 0 takes every scaled value between the midpoints to its neighbours, about −0.046 and +0.040, "
+            "i.e. weights within about ±0.0085: some 0.4 of the spread, about a third of normally distributed "
+            "weights. A 100x outlier would zero nearly all of them; NF4's levels crowd near 0, so a moderate one "
+            "costs far less than with evenly spaced int4.",
+    options={"a": "hardly any (fewer than 10)", "b": "between 10 and 40", "c": "nearly all (more than 50)"},
+    outcome=lambda n: "a" if n < 10 else "b" if n <= 40 else "c", measure=_zeros_beside_a_large_weight)
 
-EXERCISES = (BITS_256, NF4_INDEX, NF4_BLOCK, OUTLIER)
+EXERCISES = (BITS_256, NF4_INDEX, Q4_1_BLOCK, OUTLIER)
