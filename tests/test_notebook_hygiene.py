@@ -87,22 +87,6 @@ def lecture_estimate(nb):
     return {"slides": slides, "code_cells_shown": code, "words_shown": words, "minutes": minutes}
 
 
-def previous_estimate(nb):
-    """The rule before text counted: 1 min per slide or subslide + 0.5 min per code cell shown."""
-    est = lecture_estimate(nb)
-    return {"slides": est["slides"], "code_cells_shown": est["code_cells_shown"],
-            "minutes": est["slides"] + 0.5 * est["code_cells_shown"]}
-
-
-# Notebooks whose metadata.lecture may still follow previous_estimate, until `python tools/lecture_metadata.py`
-# rewrites every notebook's metadata and its docs/teaching.md row at the end of the current notebook edits. Each
-# entry: notebook -> why it is here. Remove an entry once its notebook carries the new timing; empty it at the end.
-PREVIOUS_TIMING_RULE = {name: "metadata.lecture written by the rule before text counted" for name in (
-    "00_start_here.ipynb", "01_finetuning_approaches.ipynb", "02_rank_and_low_rank.ipynb", "03_adapters.ipynb",
-    "04_prompt_and_prefix_tuning.ipynb", "05_lora.ipynb", "06_quantization_nf4.ipynb", "07_qlora.ipynb",
-    "08_dora.ipynb", "09_mora.ipynb", "10_sbora.ipynb", "11_multi_sbora.ipynb", "12_compare.ipynb")}
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_a_slideshow_with_a_timed_lecture_path(path):
     nb = json.loads(path.read_text())
@@ -113,11 +97,11 @@ def test_notebook_is_a_slideshow_with_a_timed_lecture_path(path):
     assert not bad, f"unknown slide types {bad}: use one of {sorted(SLIDE_TYPES)}"
     assert nb["cells"][0]["metadata"]["slideshow"]["slide_type"] == "slide", "the title cell opens the deck"
     recorded = nb["metadata"].get("lecture", {})
-    rules = [lecture_estimate(nb)] + ([previous_estimate(nb)] if path.name in PREVIOUS_TIMING_RULE else [])
-    matching = [est for est in rules if {k: recorded.get(k) for k in est} == est]
-    assert matching, (f"metadata.lecture {recorded} does not match the slide metadata {rules[0]}: "
-                      "run python tools/lecture_metadata.py (it writes the notebook's timing and its guide row)")
-    minutes = matching[0]["minutes"]
+    est = lecture_estimate(nb)
+    assert {k: recorded.get(k) for k in est} == est, (
+        f"metadata.lecture {recorded} does not match the slide metadata {est}: "
+        "run python tools/lecture_metadata.py (it writes the notebook's timing and its guide row)")
+    minutes = est["minutes"]
     assert 5 <= minutes <= MAX_LECTURE_MINUTES, \
         f"the lecture path takes {minutes} min; it must fit one lecture (5-{MAX_LECTURE_MINUTES} min)"
     assert any(c["cell_type"] == "code" for c in nb["cells"] if shown(c)) or path.name.startswith("00"), \
@@ -134,7 +118,7 @@ def test_the_timing_counts_text_and_ignores_notes_and_lab_cells():
                     cell("markdown", "fragment", "![a figure](fig.png) <b>[the paper](https://x.org/a b)</b> $W_0$")]}
     est = lecture_estimate(nb)
     assert est == {"slides": 2, "code_cells_shown": 1, "words_shown": 1 + 260 + 3, "minutes": 4.0}
-    assert previous_estimate(nb)["minutes"] == 2.5 and slide_words("![x](y.png)") == 0
+    assert slide_words("![x](y.png)") == 0
 
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
