@@ -385,7 +385,6 @@ FIGURES_TO_FIX = (
     ('07_qlora', 25, "'QLoRA NF4 + DQ, short recipe' is drawn in"),
     ('07_qlora', 30, "the legend of 'C6: reproduced' lies over"),
     ('07_qlora', 30, "the legend of 'C6: qlora_vs_lora' lies over"),
-    ('12_compare', 16, "'LoRA r=4, 3 seeds' is drawn in"),
 )
 
 
