@@ -376,15 +376,6 @@ FIGURES_TO_FIX = (
     ('06_quantization_nf4', 29, "'int4' is drawn in"),
     ('06_quantization_nf4', 29, "'fp4' is drawn in"),
     ('06_quantization_nf4', 29, "'nf4' is drawn in"),
-    ('07_qlora', 15, "'full FT (fp32)' is drawn in"),
-    ('07_qlora', 15, "'LoRA (fp32)' is drawn in"),
-    ('07_qlora', 15, "'QLoRA Int8' is drawn in"),
-    ('07_qlora', 15, "'QLoRA FP4' is drawn in"),
-    ('07_qlora', 15, "'QLoRA NF4 + DQ' is drawn in"),
-    ('07_qlora', 15, "'QLoRA NF4 + DQ (bitsandbytes + peft)' is drawn in"),
-    ('07_qlora', 25, "'QLoRA NF4 + DQ, short recipe' is drawn in"),
-    ('07_qlora', 30, "the legend of 'C6: reproduced' lies over"),
-    ('07_qlora', 30, "the legend of 'C6: qlora_vs_lora' lies over"),
 )
 
 
