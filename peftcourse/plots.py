@@ -370,12 +370,6 @@ FIGURES_TO_FIX = (
     ('05_lora', 33, "the legend of 'C2: reproduced' lies over"),
     ('05_lora', 36, "the legend of '2 steps: how fast each rank starts' lies over"),
     ('05_lora', 64, "'peft' is drawn in"),
-    ('06_quantization_nf4', 8, "'int4, one scale' is drawn in"),
-    ('06_quantization_nf4', 8, "'int4, blocks of 64' is drawn in"),
-    ('06_quantization_nf4', 23, "the legend of 'TinyGPT: NF4 levels (blue lines) over real weights' lies over"),
-    ('06_quantization_nf4', 29, "'int4' is drawn in"),
-    ('06_quantization_nf4', 29, "'fp4' is drawn in"),
-    ('06_quantization_nf4', 29, "'nf4' is drawn in"),
 )
 
 
