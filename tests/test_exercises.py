@@ -408,20 +408,16 @@ def test_every_wrong_prediction_is_explained(ex_id):
             assert not ok and f"the measurement says {truth!r}" in printed and "Reread" in printed
 
 
-def test_exercises_are_light():
-    """Every checker and measurement runs in well under a few seconds on a CPU (the model loads aside)."""
-    import time
-    E.module("12").tinygpt_counts()
-    E.module("04").tiny_gpt2()
-    for ex in E.EXERCISES.values():
-        start = time.perf_counter()
-        if ex.kind == "code":
-            ex.cases()
-        elif ex.kind == "predict":
-            ex.measure()
-        else:
-            ex.expected()
-        assert time.perf_counter() - start < 2.0, ex.id
+def test_every_checker_and_measurement_runs():
+    """Each exercise's reference cases, measurement or expected answer can be computed (how long they take is
+    tests/bench_exercises.py's business: a benchmark, since a busy machine would fail a timed test)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_exercises", ROOT / "tests" / "bench_exercises.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.time_exercises()
+    assert sorted(ex_id for ex_id, _, _ in rows) == IDS
+    assert all(cpu >= 0 and wall >= 0 for _, cpu, wall in rows)
     assert math.isfinite(float(E.get("12-llama-ratio").measure()))
 
 
