@@ -140,21 +140,31 @@ def byte_values(code):
     return torch.stack([code[byte >> 4], code[byte & 0xF]], dim=1)
 
 
+def byte_words(code):
+    """byte_values(code) with each byte's two float32 values as one int64 word: the 8 bytes lookup_bytes copies.
+    Integers, so that moving a module to another float dtype leaves these bits alone."""
+    return byte_values(code.float()).view(torch.int64).flatten()
+
+
 LOOKUP_CHUNK = 1 << 22   # packed bytes per gather: their int32 positions (16 MB) are made and freed a chunk at a time
 
 
-def lookup_bytes(packed, pairs):
-    """pairs[b] for every byte b of `packed`, flattened, in float32: code[index] of every packed index, in order.
+def lookup_bytes(packed, words, out):
+    """Write code[index] of every packed index, in order, into the float32 tensor `out` (2 values per byte of
+    `packed`; out may be longer) and return it.
 
-    One lookup per byte, not per index: pairs = byte_values(code). A byte's two float32 values move together as
-    one 8-byte element (the (256, 2) table viewed as 256 float64: the dtype only names the 8 bytes, which are
-    copied, never computed with; torch's gather is faster for a floating dtype than for int64), and the int32
-    positions the gather needs are made a chunk at a time, so no index tensor as large as the weight is built."""
-    words = pairs.float().view(torch.float64).flatten()   # float32 even in a module moved to another dtype
-    out = torch.empty(packed.numel(), dtype=torch.float64, device=packed.device)
-    for part, dest in zip(packed.split(LOOKUP_CHUNK), out.split(LOOKUP_CHUNK)):
-        torch.index_select(words, 0, part.int(), out=dest)
-    return out.view(torch.float32)
+    One lookup per byte, not per index: words = byte_words(code), gathered as float64 (the dtype only names the
+    8 bytes, which are copied, never computed with: index_select with int32 positions is torch's fastest CPU
+    gather, and faster for a floating dtype than for int64). The int32 positions are made a chunk at a time,
+    so no index tensor as large as the weight is built."""
+    words, dest = words.view(torch.float64), out.view(-1)[: 2 * packed.numel()].view(torch.float64)
+    if packed.numel() <= LOOKUP_CHUNK:   # a matrix under 8 M weights (all of SmolLM2's): one gather, no slicing
+        torch.index_select(words, 0, packed.int(), out=dest)
+        return out
+    for start in range(0, packed.numel(), LOOKUP_CHUNK):
+        part = packed[start:start + LOOKUP_CHUNK]
+        torch.index_select(words, 0, part.int(), out=dest[start:start + part.numel()])
+    return out
 
 
 # ---------------------------------------------------------------- absmax int8 / int4
@@ -235,9 +245,9 @@ class Quantized4bit(nn.Module):
             self.register_buffer("absmax_scale", dq["scale"])  # fp32, one per 256 blocks
             self.register_buffer("absmax_offset", dq["offset"])  # fp32 scalar
         # lookup tables, derived from the code and rebuilt by every copy, not stored: the 16 values, the two
-        # values of every byte, and (double quantization) the 8-bit code of the absmax constants
+        # values of every byte (as int64 words), and (double quantization) the 8-bit code of the absmax constants
         self.register_buffer("code", code, persistent=False)
-        self.register_buffer("pairs", byte_values(code), persistent=False)
+        self.register_buffer("words", byte_words(code), persistent=False)
         if dq is not None:
             self.register_buffer("absmax_code", dynamic_code().to(code.device), persistent=False)
         self.shape, self.dtype, self.blocksize, self.double_quant = torch.Size(shape), dtype, blocksize, dq is not None
@@ -246,8 +256,10 @@ class Quantized4bit(nn.Module):
         """The fp32 absmax of every block (rebuilt from its 8-bit code when double-quantized)."""
         if not self.double_quant:
             return self.absmax
-        blocks = as_blocks(self.absmax_code[self.absmax_q.long()], DQ_BLOCKSIZE)
-        return (blocks * self.absmax_scale[:, None]).flatten()[: self.absmax_q.numel()] + self.absmax_offset
+        # code value x the scale of its group of 256, + the offset, in place on one new tensor: few torch calls,
+        # since each costs microseconds, as much as all this arithmetic on a small matrix
+        absmax = torch.index_select(self.absmax_code, 0, self.absmax_q.int())
+        return absmax.mul_(self.absmax_scale.repeat_interleave(DQ_BLOCKSIZE)[: absmax.numel()]).add_(self.absmax_offset)
 
     def indices(self):
         """uint8 code indices 0..15, one per element, in the original tensor's shape and element order."""
@@ -256,10 +268,14 @@ class Quantized4bit(nn.Module):
     def dequantize(self, dtype=None):
         """code[index] · absmax of its block, in `dtype` (default: the original tensor's dtype)."""
         dtype = self.dtype if dtype is None else validate.float_dtype("dtype", dtype)
-        n = self.shape.numel()
-        blocks = as_blocks(lookup_bytes(self.packed, self.pairs)[:n], self.blocksize)   # code[index], block by block
-        blocks *= self.block_absmax()[:, None]   # in place: the looked-up values become the result
-        return blocks.flatten()[:n].view(self.shape).to(dtype)
+        absmax = self.block_absmax()
+        # one new tensor of whole blocks: the looked-up values are written straight into it and scaled in place
+        # (a partial last block's unused tail is scaled too, then cut off)
+        blocks = torch.empty(absmax.numel(), self.blocksize, dtype=torch.float32, device=self.packed.device)
+        lookup_bytes(self.packed, self.words, blocks).mul_(absmax[:, None])
+        if blocks.numel() > self.shape.numel():
+            blocks = blocks.view(-1)[: self.shape.numel()]
+        return blocks.view(self.shape).to(dtype)
 
     def overhead_bits_per_param(self):
         """Bits spent on quantization constants per weight, measured from what is stored (state_dict)."""

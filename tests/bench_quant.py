@@ -5,8 +5,9 @@
 Two workloads, each timed in turns with bitsandbytes (ours, theirs, ours, ...: a busy machine slows both alike):
 - one size x size fp32 matrix (quantize with and without double quantization, then dequantize);
 - the 210 projection matrices of SmolLM2-135M (30 layers of q, k, v, o 576 x 576 / 192 x 576, gate and up
-  1536 x 576, down 576 x 1536; random weights of those shapes), dequantized one after the other: what a
-  from-scratch QLoRA forward pass on SmolLM2 does once per step (and its backward pass once more).
+  1536 x 576, down 576 x 1536; random weights of those shapes), dequantized one after the other, each shape on
+  its own and then all of them: what a from-scratch QLoRA forward pass on SmolLM2 does once per step (and its
+  backward pass once more).
 
 Targets: quantize within 2x of bitsandbytes' CPU time, dequantize within 1.5x. Prints the median CPU and wall time
 of each and the ratio of the CPU times; exits 1 when a target is missed. `--threads 1` (the default) keeps
@@ -81,6 +82,13 @@ def main():
     layers = [torch.randn(shape) * 0.02 for _ in range(args.layers) for shape in SMOLLM2_SHAPES]
     ours_all = [quantize_nf4(m, 64, double_quant=True) for m in layers]
     ref_all = [bnbF.quantize_4bit(m, blocksize=64, quant_type="nf4", compress_statistics=True) for m in layers]
+    # each shape on its own (a small matrix pays each call's fixed costs on fewer weights), then all of them
+    for rows, cols in sorted(set(SMOLLM2_SHAPES), key=lambda shape: shape[0] * shape[1]):
+        ours = [q for q, m in zip(ours_all, layers) if m.shape == (rows, cols)]
+        ref = [q for q, m in zip(ref_all, layers) if m.shape == (rows, cols)]
+        dequantize_ratios.append(report(f"dequantize {len(ours)} x SmolLM2 {rows}x{cols}", in_turns({
+            "ours": lambda: [q.dequantize() for q in ours],
+            "bitsandbytes": lambda: [bnbF.dequantize_4bit(*q) for q in ref]}, args.repeats), DEQUANTIZE_TARGET))
     dequantize_ratios.append(report(f"dequantize SmolLM2's {len(layers)} matrices", in_turns({
         "ours": lambda: [q.dequantize() for q in ours_all],
         "bitsandbytes": lambda: [bnbF.dequantize_4bit(*q) for q in ref_all]}, args.repeats), DEQUANTIZE_TARGET))

@@ -249,6 +249,22 @@ def test_dequantize_is_the_same_whatever_the_gather_chunk(monkeypatch):
         monkeypatch.undo()
     codes = Q.byte_values(nf4_code())
     assert codes.shape == (256, 2) and torch.equal(codes[0x7F], torch.stack([nf4_code()[7], nf4_code()[15]]))
+    words = Q.byte_words(nf4_code())   # the same 512 float32 values, two to an int64 word
+    assert words.dtype == torch.int64 and torch.equal(words.view(torch.float32).view(256, 2), codes)
+
+
+@pytest.mark.parametrize("shape", [(300, 100), (37, 51), (576, 576)])
+def test_double_quantized_dequantize_follows_its_definition(shape):
+    """The oracle for the in-place path, by plain indexing: absmax = dynamic_code[q] x scale of its group of 256
+    + offset, value = nf4_code[index] x absmax of its block. (300, 100): a partial last block of 64 and a partial
+    last group of 256; (37, 51): an odd count; (576, 576): SmolLM2's q_proj."""
+    torch.manual_seed(5)
+    q = quantize_nf4(torch.randn(shape) * 0.02, 64, double_quant=True)
+    blocks = torch.arange(q.absmax_q.numel())
+    absmax = dynamic_code()[q.absmax_q.long()] * q.absmax_scale[blocks // DQ_BLOCKSIZE] + q.absmax_offset
+    assert torch.equal(q.block_absmax(), absmax)
+    expected = nf4_code()[q.indices().flatten().long()] * absmax[torch.arange(q.shape.numel()) // 64]
+    assert torch.equal(q.dequantize(), expected.view(shape))
 
 
 def test_a_quantized_tensor_moved_to_another_dtype_still_dequantizes():
@@ -258,5 +274,6 @@ def test_a_quantized_tensor_moved_to_another_dtype_still_dequantizes():
         q = quantize_nf4(w, 64, dq)
         ref = q.dequantize()
         moved = quantize_nf4(w, 64, dq).to(torch.bfloat16)   # its float tables and constants become bf16
+        assert torch.equal(moved.words, q.words)   # the byte table is int64: its float32 bits stay
         assert moved.dequantize().dtype == torch.float32
         torch.testing.assert_close(moved.dequantize(), ref, atol=0.02, rtol=0.02)
