@@ -365,10 +365,6 @@ def figure_problems(fig):
 FIGURES_TO_FIX = (
     ('04_prompt_and_prefix_tuning', 31, "'prompt n=16 (peft)' is drawn in"),
     ('04_prompt_and_prefix_tuning', 31, "'prefix n=2 (peft)' is drawn in"),
-    ('05_lora', 24, "the legend of 'with the rule: α = 16, s = 16/r' lies over"),
-    ('05_lora', 33, "the legend of 'C2: reproduced' lies over"),
-    ('05_lora', 36, "the legend of '2 steps: how fast each rank starts' lies over"),
-    ('05_lora', 64, "'peft' is drawn in"),
 )
 
 
