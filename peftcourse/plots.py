@@ -363,8 +363,6 @@ def figure_problems(fig):
 # Figures of the notebooks that still break a rule until their notebooks are reworked: (notebook, cell, the words of
 # the problem). check_shown_figures lets a problem through that contains these words; empty it as they are fixed.
 FIGURES_TO_FIX = (
-    ('04_prompt_and_prefix_tuning', 31, "'prompt n=16 (peft)' is drawn in"),
-    ('04_prompt_and_prefix_tuning', 31, "'prefix n=2 (peft)' is drawn in"),
 )
 
 
