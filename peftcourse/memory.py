@@ -148,6 +148,23 @@ def release_free_memory():
         pass
 
 
+def resident_bytes():
+    """This process's resident memory in bytes, after release_free_memory(), in two parts: "own" (memory it
+    allocated: tensors it made, Python objects, caches) and "mapped files" (pages of files mapped into it and
+    read: the libraries, and a model.safetensors that from_pretrained maps instead of copying, whose weights
+    are then file pages until dropped). The split is Linux's (/proc/self/smaps_rollup); elsewhere all is "own"."""
+    import psutil
+
+    release_free_memory()
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f if ":" in line)
+                  if k in ("Rss", "Anonymous")}
+        return {"own": 1024 * kb["Anonymous"], "mapped files": 1024 * (kb["Rss"] - kb["Anonymous"])}
+    except (OSError, KeyError, ValueError):
+        return {"own": psutil.Process().memory_info().rss, "mapped files": 0}
+
+
 def peak_rss_during(fn, interval=0.002):
     """Run fn(); return (its result, MB by which the process's resident memory rose at its peak).
 

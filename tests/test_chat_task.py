@@ -116,6 +116,22 @@ def test_the_runner_builds_each_method_on_llama(tiny, method):
         assert isinstance(layer.self_attn.k_proj, QuantLinear)
 
 
+def test_the_qlora_base_reads_each_weight_once_from_where_it_is_told(tiny):
+    """read_weight (e.g. the saved file, as notebook 07 uses it): every projection is quantized from what it
+    returns, read once, never from the model's own copy."""
+    names = [n for n, m in tiny.named_modules() if n.rsplit(".", 1)[-1] in runner.BLOCK_LINEARS]
+    torch.manual_seed(1)
+    elsewhere = {n: torch.randn_like(tiny.get_submodule(n).weight) for n in names}   # not the model's weights
+    read = []
+    model = runner.build(copy.deepcopy(tiny), Spec("qlora", runner.TARGETS, r=2, alpha=4),
+                         read_weight=lambda name: read.append(name) or elsewhere[name])
+    assert sorted(read) == sorted(names)
+    for name in names:
+        layer = model.get_submodule(name)
+        quantized = layer.base if isinstance(layer, QLoRALinear) else layer
+        assert torch.equal(quantized.weight, QuantLinear(elsewhere[name]).weight), name
+
+
 def test_the_runner_refuses_an_unknown_method(tiny):
     with pytest.raises(ValueError, match="unknown method 'mora'"):
         runner.build(copy.deepcopy(tiny), Spec("mora", runner.TARGETS, r=2, alpha=4))

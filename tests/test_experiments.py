@@ -403,6 +403,37 @@ def test_plot_gaps_draws_the_gaps_the_verdict_reads():
         E.plot_gaps(result, comparison=3)
 
 
+def test_show_evidence_describes_and_draws_one_panel_per_comparison(capsys, monkeypatch):
+    import matplotlib.pyplot as plt
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    result = E.show_evidence("lora_rank_smollm2")
+    assert result == E.load_result("lora_rank_smollm2")
+    assert f"verdict: {result['verdict']}." in capsys.readouterr().out
+    titles = [ax.get_title() for ax in shown[0].axes]
+    pairs = [c for c in E.get("lora_rank_smollm2").compare if c["kind"] != "fraction"]
+    assert len(shown) == 1 and len(titles) == len(pairs) == 2
+    assert titles[0].startswith("lora_rank_smollm2 (parity): ") and titles[1].startswith("lora_rank_smollm2 (better): ")
+    plt.close("all")
+
+
+def test_plot_summaries_gives_a_setting_one_colour_on_every_panel():
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PathCollection
+    names = ["lora_vs_full_ft_smollm2", "lora_rank_smollm2", "qlora_vs_lora_smollm2", "dora_vs_lora_smollm2"]
+    fig = E.plot_summaries(names)
+    colours = {}   # setting -> the colours of its seed dots, over all panels
+    for ax in fig.axes[:len(names)]:
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        for dots in (c for c in ax.collections if isinstance(c, PathCollection)):
+            row = round(float(dots.get_offsets()[0][1]) - 0.15)
+            colours.setdefault(labels[row], set()).add(tuple(dots.get_facecolor()[0][:3]))
+    plt.close(fig)
+    assert len(colours["zero-shot"]) == 1 and len(colours["LoRA (q,v) r=8"]) == 1   # on four and three panels
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for c in colours.values()}) == len(colours)   # and no two settings share one
+
+
 def test_tinygpt_experiments_record_what_they_claim(smoke_results):
     sbora = smoke_results["sbora_vs_lora"]["config"]
     assert sbora["touched_columns"]["SBoRA-FA r=4"] == 4            # ΔW touches r input columns (SBoRA §3)

@@ -53,3 +53,24 @@ def test_recipe_rejects_unknown_names():
         memory.recipe("lora", optimizer="lion")
     with pytest.raises(ValueError, match="unknown method"):
         memory.recipe("prefix")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/smaps_rollup"), reason="the split is Linux's")
+def test_resident_bytes_tells_own_memory_from_mapped_file_pages(tmp_path):
+    """A tensor the process makes counts as its own; a file's pages, mapped and read, count as mapped files
+    (as a model.safetensors does after from_pretrained): each rise about the 64 MB put there, each gone with it."""
+    size = 64 * 2**20
+    start = memory.resident_bytes()
+    own = torch.ones(size // 4)
+    with_tensor = memory.resident_bytes()
+    assert with_tensor["own"] - start["own"] > 0.9 * size
+    del own
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\1" * size)
+    mapped = torch.from_file(str(path), shared=True, size=size, dtype=torch.uint8)
+    assert int(mapped[::4096].sum()) == size // 4096   # every page read once
+    with_file = memory.resident_bytes()
+    assert with_file["mapped files"] - start["mapped files"] > 0.9 * size
+    assert with_file["own"] - start["own"] < 0.1 * size   # the tensor made before is gone, the file is no own memory
+    del mapped
+    assert memory.resident_bytes()["mapped files"] - start["mapped files"] < 0.1 * size

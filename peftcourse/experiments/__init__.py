@@ -36,7 +36,7 @@ from .merging import (TASK_FEATURE_KINDS, TASK_OPS, cross_talk, merge_prepare, m
 from .minilm import (FAMILY, HEAD_LR, LR_SWEEP, MINILM_DATA, RUN_CACHE, SWEEP_SPEC, build, finetune, load_run_cache,
                      minilm_experiment, minilm_labels, minilm_prepare, minilm_sizes, minilm_splits, run_key,
                      run_minilm, with_head_lr)
-from .plots import plot_curves, plot_gaps, plot_summaries, plot_summary
+from .plots import plot_curves, plot_gaps, plot_summaries, plot_summary, show_evidence
 from .quantization import FORMAT_SETTINGS, embed, round_trip
 from .registry import (FULL, REGISTRY, SIZES, TOP_LAYER, Experiment, Spec, adapter, experiment, get,
                        pooled)

@@ -1,6 +1,6 @@
 """A notebook's plots of a stored result: the curves as a band over seeds (plot_curves), the final metric per
 setting (plot_summary, plot_summaries), each with a student's own run drawn over it, and the per-seed paired
-gaps that the verdict reads (plot_gaps). matplotlib is imported
+gaps that the verdict reads (plot_gaps; show_evidence: a notebook's evidence cell in one call). matplotlib is imported
 only when a plot is drawn."""
 import math
 
@@ -12,13 +12,16 @@ from .verdict import BETTER_LEVEL, PARITY_LEVEL, interval, judge, summary
 
 
 def plot_summaries(names, ncols=2, height=None, width=None):
-    """plot_summary of several cached results on a grid, each titled with its name and verdict."""
+    """plot_summary of several cached results on a grid, each titled with its name and verdict; a setting keeps
+    one colour on every panel (one style table for all of them)."""
     from .. import plots
+    results = [load_result(name) for name in names]
+    st = plots.styles(dict.fromkeys(s for result in results for s in result["results"]))
     nrows = -(-len(names) // ncols)
     fig, axes = plots.new_axes(ncols, nrows, width=width, height=height, sharex=True, squeeze=False)
-    for name, ax in zip(names, axes.flat):
-        plot_summary(name, ax=ax)
-        ax.set_title(f"{name}: {load_result(name)['verdict']}")
+    for name, result, ax in zip(names, results, axes.flat):
+        plot_summary(result, ax=ax, styles=st)
+        ax.set_title(f"{name}: {result['verdict']}")
         ax.tick_params(labelbottom=True)   # a shared axis still gets its numbers on every panel (one may be hidden)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
@@ -62,14 +65,15 @@ def plot_curves(result, student=None, curve="loss", ax=None, legend_where="right
     return ax
 
 
-def plot_summary(result, student=None, ax=None):
+def plot_summary(result, student=None, ax=None, styles=None):
     """Final metric per setting over the confirmation seeds: every seed as a dot, the mean with its 95 % interval
-    as a bar, the student's value as a star."""
+    as a bar, the student's value as a star. styles: {setting: style} shared with other panels (plot_summaries);
+    default plots.styles of this result's settings."""
     from .. import plots
     result = load_result(result) if isinstance(result, str) else result
     if ax is None:
         _, ax = plots.new_axes(height=0.6 + 0.5 * len(result["results"]))
-    st = plots.styles(result["results"])
+    st = plots.styles(result["results"]) if styles is None else styles
     for i, (setting, values) in enumerate(counted_values(result).items()):
         mean, low, high = interval(values, BETTER_LEVEL)
         n = len(values)
@@ -127,3 +131,21 @@ def plot_gaps(result, comparison=0, ax=None):
     ax.set_title(f"{result['name']} ({c['kind']}): {verdict}")
     plots.legend(ax)
     return ax
+
+
+def show_evidence(name, width=8, panel_height=2.3):
+    """A notebook's cached-evidence cell in one call: the question, the paper's figure, the numbers per seed and
+    the verdict (describe), then the paired gaps of every comparison the verdict reads, one panel each. Returns
+    the stored result."""
+    import matplotlib.pyplot as plt
+    from .. import plots
+    from .report import describe
+    result = load_result(name)
+    describe(result)
+    n_pairs = len([c for c in get(name).compare if c["kind"] != "fraction"])
+    fig, axes = plots.new_axes(nrows=n_pairs, width=width, height=panel_height * n_pairs, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        plot_gaps(result, comparison=i, ax=ax)
+    fig.tight_layout()
+    plt.show()
+    return result

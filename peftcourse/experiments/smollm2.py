@@ -50,24 +50,34 @@ def splits(cfg):
             test[:cfg["n_test"]])
 
 
-def nf4_base(model, skip=()):
+def nf4_base(model, skip=(), read_weight=None):
     """Every linear layer of the blocks stored in NF4 with double quantization, frozen (QLoRA's base model);
-    `skip`: layer names left for inject(model, "qlora", ...), which quantizes them under its adapter."""
+    `skip`: layer names left for inject(model, "qlora", ...), which quantizes them under its adapter.
+    read_weight: None (quantize the weights in the model) or name -> fp32 weight, e.g.
+    quantization.saved_weights(model): each layer's weight read from the saved file as it is quantized, so a
+    model whose weights are pages of its mapped file (from_pretrained) never holds them all in memory."""
     for name, module in list(model.named_modules()):
         short = name.rsplit(".", 1)[-1]
-        if isinstance(module, torch.nn.Linear) and short in BLOCK_LINEARS and short not in skip:
-            replace_module(model, name, QuantLinear(module.weight, module.bias))
+        if not (isinstance(module, torch.nn.Linear) and short in BLOCK_LINEARS):
+            continue
+        if short not in skip:
+            weight = module.weight if read_weight is None else read_weight(name)
+            replace_module(model, name, QuantLinear(weight, module.bias))
+        elif read_weight is not None:   # inject quantizes it later, from this copy: the file's pages stay unread
+            module.weight = torch.nn.Parameter(read_weight(name), requires_grad=False)
     return model
 
 
-def build(model, spec):
-    """One method on SmolLM2, with the package's own pieces (the one injection for every adapter)."""
+def build(model, spec, read_weight=None):
+    """One method on SmolLM2, with the package's own pieces (the one injection for every adapter); read_weight:
+    where QLoRA's NF4 base reads each weight from (nf4_base)."""
     if spec.method == "full":
         model.requires_grad_(True)
     elif spec.method in ("lora", "dora"):
         inject(model, spec.method, list(spec.targets), r=spec.r, alpha=spec.alpha)
     elif spec.method == "qlora":   # the other linear layers in NF4, then QLoRALinear (NF4 base + LoRA) on the targets
-        inject(nf4_base(model, skip=spec.targets), "qlora", list(spec.targets), r=spec.r, alpha=spec.alpha)
+        inject(nf4_base(model, skip=spec.targets, read_weight=read_weight), "qlora", list(spec.targets),
+               r=spec.r, alpha=spec.alpha)
     else:
         raise ValueError(f"unknown method {spec.method!r} in {spec.to_dict()}: use one of {sorted(FAMILY)}")
     return model
