@@ -175,14 +175,22 @@ def bnb_4bit_available():
 def bnb_cpu_kernels():
     """Which of bitsandbytes' CPU code paths this machine takes (they differ from CPU to CPU).
 
-    avx512_dequant: the native AVX-512 dequantize_4bit kernel (chosen when torch's CPU capability is
-        AVX512); in bitsandbytes 0.50 it scales values by the wrong block's absmax when a row's length
+    avx512_dequant: dequantize_4bit runs bitsandbytes' native AVX-512 kernel (its library asks the CPU,
+        has_avx512f_cpu); in bitsandbytes 0.50 it scales values by the wrong block's absmax when a row's length
         is not a multiple of the block size (notebook 06 shows it; upstream PRs #1828, #2072).
+    avx512_fallback: blocks of 2048 or more go to bitsandbytes' plain-torch fallback instead (its kernel is
+        inaccurate there); bitsandbytes decides that from torch's CPU capability, so on an AVX-512 CPU with
+        ATEN_CPU_CAPABILITY=avx2 the native kernel takes those blocks too.
     avx512_bf16: the fused inference path; Linear4bit repacks its weight for it in eval mode
         (peftcourse.qlora.keep_training_layout switches that off for the course's layers).
     """
     import bitsandbytes.functional as bnbf
-    return {"avx512_dequant": torch.backends.cpu.get_cpu_capability() == "AVX512",
+    try:
+        native_avx512 = bool(bnbf.lib.has_avx512f_cpu())
+    except (AttributeError, RuntimeError, OSError):   # a library without the symbol: its portable kernel
+        native_avx512 = False
+    return {"avx512_dequant": native_avx512,
+            "avx512_fallback": torch.backends.cpu.get_cpu_capability() == "AVX512",
             "avx512_bf16": bool(bnbf.has_avx512bf16())}
 
 
