@@ -30,7 +30,7 @@ experiment(
     question="At an equal number of trainable weights, does MoRA (one square r̂ × r̂ matrix) memorize new facts "
              "(random UUID pairs) better than LoRA?",
     paper="MoRA (Jiang et al. 2024) Table 2 / Fig. 1: UUID pairs on LLaMA-2 7B, character accuracy after 900 steps, "
-          "r = 8: MoRA 100 % vs LoRA 54.2 % (r = 256: 100 % vs 100 %); lecture slide 'MoRA: results'",
+          "r = 8: MoRA 100 % vs LoRA 54.2 % (r = 256: 100 % vs 100 %); lecture slide 'Performance of MoRA'",
     metric="character accuracy on the memorized pairs", higher_is_better=True,
     sizes=with_settings(UUID_SETTINGS, UUID_SIZES),
     compare=[better("MoRA r=8", "LoRA r=8")], prepare=uuid_prepare)(run_uuids)
@@ -40,7 +40,7 @@ experiment(   # the control of C8: LoRA's chosen rate (1e-2) sits next to one th
     question="Control: at one shared rate that is safe for both (3e-3, MoRA's own choice), does MoRA memorize the UUID "
              "pairs better than LoRA at an equal number of trainable weights?",
     paper="MoRA (Jiang et al. 2024) Table 2 / Fig. 1: UUID pairs on LLaMA-2 7B, r = 8: MoRA 100 % vs LoRA 54.2 % "
-          "after 900 steps, one learning rate per method; lecture slide 'MoRA: results'",
+          "after 900 steps, one learning rate per method; lecture slide 'Performance of MoRA'",
     metric="character accuracy on the memorized pairs", higher_is_better=True,
     sizes=with_settings(UUID_SETTINGS, UUID_SIZES, lr_fixed=3e-3),
     compare=[better("MoRA r=8", "LoRA r=8")], prepare=uuid_prepare)(run_uuids)
@@ -59,7 +59,7 @@ experiment(
              "with about half the trainable weights, while its ΔW touches only r input columns?",
     paper="SBoRA (Po et al. 2024) Tables 2-3: commonsense and arithmetic reasoning on LLaMA, SBoRA-FA at the same "
           "rank as LoRA within about a point of it (sometimes above) with 40-50 % fewer trainable parameters; "
-          "lecture slide 'SBoRA'",
+          "lecture slides 'SBoRA: Commonsense Reasoning Performance', 'SBoRA: Arithmetic Reasoning Performance'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
     sizes=with_settings(SBORA_SETTINGS, ARITHMETIC_SIZES),
     compare=[parity("SBoRA-FA r=4", "LoRA r=4", **ANSWER_LOSS_MARGIN)], prepare=arithmetic_prepare)(run_arithmetic_columns)
@@ -68,7 +68,7 @@ experiment(   # the control of C9: is SBoRA-FA's gap the halved budget or the fi
     "sbora_vs_lora_equal_budget", claim="C9",
     question="Control: at LoRA r = 4's number of trainable weights (SBoRA-FA r = 7), does SBoRA-FA learn as well as LoRA?",
     paper="SBoRA (Po et al. 2024) Tables 2-3 compare at equal rank; the lecture's claim is about the budget; "
-          "lecture slide 'SBoRA'",
+          "lecture slides 'SBoRA: Commonsense Reasoning Performance', 'SBoRA: Arithmetic Reasoning Performance'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
     sizes=with_settings({"LoRA r=4": SBORA_SETTINGS["LoRA r=4"],
                          "SBoRA-FA r=7": Spec("sbora", r=7, alpha=14, extra={"variant": "FA"})},
@@ -85,7 +85,7 @@ experiment(
     question="On a causal LM learning to write answers (TinyGPT, two-digit addition), at an equal budget, is adapting "
              "W_q and W_v at r = 4 better than W_q alone at r = 8?",
     paper="LoRA (Hu et al. 2021) Table 5: GPT-3 WikiSQL 73.7 (W_q, W_v, r = 4) vs 70.4 (W_q, r = 8), 18 M parameters "
-          "each; lecture slide 'Which weights to adapt?'",
+          "each; lecture slide 'Which Weight Matrices?'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
     sizes=with_settings(TARGET_SETTINGS, ARITHMETIC_SIZES),
     compare=[better("LoRA (q,v) r=4", "LoRA (q) r=8")], prepare=arithmetic_prepare)(run_arithmetic)
@@ -100,7 +100,7 @@ experiment(
     question="On a task whose lower layers must change (TinyGPT learning two-digit addition), do adapters match full "
              "fine-tuning with a few % of the weights, and beat tuning only the top layer, which trains far more?",
     paper="Houlsby et al. 2019 Table 1 and Fig. 1: BERT-large GLUE 80.0 (adapters, 3.6 % per task) vs 80.4 (full FT); "
-          "top-layer tuning falls behind adapters, even with more trained parameters; lecture slide 'Adapters'",
+          "top-layer tuning falls behind adapters, even with more trained parameters; lecture slide 'Adapter Performance on Finetuning BERT'",
     metric="held-out answer loss (two-digit addition)", higher_is_better=False,
     sizes=with_settings(HOULSBY_SETTINGS, ARITHMETIC_SIZES),
     compare=[parity("adapter b=16", "full FT", **ANSWER_LOSS_MARGIN), better("adapter b=16", "top-layer (last block)"),
@@ -120,7 +120,7 @@ experiment(
     question="On a causal LM adapting to a new domain (TinyGPT learning legal English), is DoRA at least as good as "
              "LoRA at the same rank, with the largest gain at a low rank?",
     paper="DoRA (Liu et al. 2024) Table 1 and Fig. 5: commonsense reasoning, LLaMA-7B, DoRA above LoRA at every rank, "
-          "most at r = 4 (+22.4 points) vs r = 32 (+3.7); lecture slide 'DoRA: results'",
+          "most at r = 4 (+22.4 points) vs r = 32 (+3.7); lecture slides 'DoRA Commonsense Reasoning Results', 'DoRA Ablations'",
     metric="test perplexity on the GPL-3 (held out)", higher_is_better=False,
     sizes=with_settings(DORA_SETTINGS, DOMAIN_SIZES),
     compare=[better("DoRA r=1", "LoRA r=1"), parity("DoRA r=8", "LoRA r=8", **PERPLEXITY_MARGIN)],
@@ -131,7 +131,7 @@ experiment(   # the control of C7 on TinyGPT: DoRA's magnitude vector adds one w
     question="Control: is DoRA's gain at r = 1 more than its extra weights (the magnitude vector)? DoRA r = 1 against "
              "LoRA r = 2, which trains more weights.",
     paper="DoRA (Liu et al. 2024) §5: DoRA adds only the magnitude vector to LoRA's weights (+0.01 % of LLaMA-7B); "
-          "lecture slide 'DoRA: results'",
+          "lecture slides 'DoRA Commonsense Reasoning Results', 'DoRA Ablations'",
     metric="test perplexity on the GPL-3 (held out)", higher_is_better=False,
     sizes=with_settings({"DoRA r=1": DORA_SETTINGS["DoRA r=1"], "LoRA r=2": Spec("lora", r=2, alpha=4)},
                         DOMAIN_SIZES, lr_from="dora_vs_lora_tinygpt"),
@@ -141,7 +141,7 @@ experiment(   # the second control: the sweep gave LoRA r = 1 1e-2, next to 3e-3
     "dora_vs_lora_tinygpt_same_lr", claim="C7",
     question="Control: at one shared rate (3e-3, the rate the sweep chose at r = 8 and for LoRA r = 2), is DoRA still "
              "ahead of LoRA at r = 1?",
-    paper="DoRA (Liu et al. 2024) §5.1: DoRA reuses LoRA's hyperparameters; lecture slide 'DoRA: results'",
+    paper="DoRA (Liu et al. 2024) §5.1: DoRA reuses LoRA's hyperparameters; lecture slides 'DoRA Commonsense Reasoning Results', 'DoRA Ablations'",
     metric="test perplexity on the GPL-3 (held out)", higher_is_better=False,
     sizes=with_settings({s: DORA_SETTINGS[s] for s in ("LoRA r=1", "DoRA r=1")}, DOMAIN_SIZES, lr_fixed=3e-3),
     compare=[better("DoRA r=1", "LoRA r=1")], prepare=domain_prepare)(run_domain)
@@ -157,7 +157,7 @@ experiment(
     question="When two tasks' adapters are merged into one model, does Multi-SBoRA (disjoint columns per task) "
              "interfere less than summing LoRA adapters at an equal budget?",
     paper="SBoRA (Po et al. 2024) §3.3 (the idea, no measured table): each task updates its own disjoint columns, "
-          "so merged tasks do not overwrite each other; lecture slide 'Multi-SBoRA'",
+          "so merged tasks do not overwrite each other; lecture slide 'Multi-SBoRA: Diffusion Model based Text-to-Image Generation'",
     metric="interference: held-out answer-loss increase after merging, mean of the two tasks", higher_is_better=False,
     sizes={size: {**cfg, "lr": 1e-2} for size, cfg in MERGE_SIZES.items()},
     compare=[better("Multi-SBoRA (merged)", "LoRA adapters summed")])(run_random_columns)

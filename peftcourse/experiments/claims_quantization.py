@@ -10,7 +10,7 @@ experiment(
              "full-precision self than int4 and FP4, and does double quantization cost (almost) nothing?",
     paper="QLoRA (Dettmers et al. 2023) §3 and Table 2 / Fig. 3: NF4 beats FP4 and int4 (perplexity, zero-shot "
           "accuracy); double quantization cuts the constants from 0.5 to 0.127 bits per weight at no loss; "
-          "lecture slides 'NormalFloat', 'Double quantization'",
+          "lecture slides '4-bit NormalFloat (NF4)', 'Double Quantization'",
     metric="embedding error: 1 − cosine(4-bit, full-precision sentence embedding), mean over sentences",
     higher_is_better=False,
     sizes={"smoke": {"n_sentences": 8, "blocksize": 64}, "class": {"n_sentences": 128, "blocksize": 64},
@@ -27,7 +27,7 @@ experiment(   # the second design of C5, registered after four_bit_formats had r
     paper="QLoRA (Dettmers et al. 2023) §3, Table 2 (Pile Common Crawl perplexity of 4-bit OPT, BLOOM, LLaMA and "
           "Pythia: int4 34.34, FP4 31.07 / 29.48, NF4 + DQ 27.41) and Fig. 3: NF4 beats FP4 and int4; double "
           "quantization cuts the constants from 0.5 to 0.127 bits per weight at no loss; lecture slides "
-          "'NormalFloat', 'Double quantization'",
+          "'4-bit NormalFloat (NF4)', 'Double Quantization'",
     metric="perplexity of the quantized model on held-out Python documentation (windows of 512 tokens)",
     higher_is_better=False,
     sizes={"smoke": {"window": 32, "n_windows": 1, "blocksize": 64, "n_layers": 1},

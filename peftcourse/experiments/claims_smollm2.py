@@ -39,7 +39,7 @@ smollm2_experiment(
     "lora_vs_full_ft_smollm2", "C1",
     question="Does LoRA (r = 8, a third of a percent of the weights) match full fine-tuning of every weight?",
     paper="LoRA (Hu et al. 2021) Table 2 and Table 4: RoBERTa GLUE 89.0 (LoRA) vs 88.9 (full FT); GPT-3 175B "
-          "WikiSQL 73.4 vs 73.8, MNLI 91.7 vs 89.5; lecture slide 'LoRA: results'",
+          "WikiSQL 73.4 vs 73.8, MNLI 91.7 vs 89.5; lecture slide 'LoRA Performance Parity with Fully Finetuned LLMs'",
     settings={"full FT": FULL, LORA8: lora(8)},
     compare=[parity(LORA8, "full FT", **C1_MARGIN), better(LORA8, "zero-shot"), fraction(LORA8, 1.0)])
 
@@ -47,7 +47,7 @@ smollm2_experiment(
     "lora_rank_smollm2", "C2",
     question="Does rank 1 do as well as rank 8?",
     paper="LoRA (Hu et al. 2021) Table 6: GPT-3 WikiSQL 73.4 (r = 1) vs 73.8 (r = 8) on (W_q, W_v); lecture slide "
-          "'How small can r be?'",
+          "'How Low-Rank can LoRA go?'",
     settings={LORA1: lora(1), LORA8: lora(8)},
     compare=[parity(LORA1, LORA8, **C2_MARGIN), better(LORA1, "zero-shot")])
 
@@ -56,7 +56,7 @@ smollm2_experiment(
     question="Does LoRA on an NF4 + double-quantized base (every linear layer of the blocks, from scratch) match "
              "LoRA on the full-precision base?",
     paper="QLoRA (Dettmers et al. 2023) Table 3 / Fig. 3 and Table 4: NF4 + DQ matches 16-bit LoRA (GLUE, "
-          "LLaMA MMLU 5-shot); lecture slide 'QLoRA: results'",
+          "LLaMA MMLU 5-shot); lecture slide 'QLoRA' (Table 3)",
     settings={"QLoRA NF4+DQ (q,v) r=8": lora(8, "qlora"), LORA8: lora(8)},
     compare=[parity("QLoRA NF4+DQ (q,v) r=8", LORA8, **C6_MARGIN), better("QLoRA NF4+DQ (q,v) r=8", "zero-shot")])
 
@@ -64,6 +64,6 @@ smollm2_experiment(
     "dora_vs_lora_smollm2", "C7",
     question="At rank 1, does DoRA (magnitude and direction trained apart) learn better than LoRA?",
     paper="DoRA (Liu et al. 2024) Table 1 and Fig. 5: commonsense reasoning on LLaMA-7B, DoRA above LoRA at every "
-          "rank, most at low rank (+22.4 points at r = 4); lecture slide 'DoRA: results'",
+          "rank, most at low rank (+22.4 points at r = 4); lecture slides 'DoRA Commonsense Reasoning Results', 'DoRA Ablations'",
     settings={"DoRA (q,v) r=1": lora(1, "dora"), LORA1: lora(1)},
     compare=[better("DoRA (q,v) r=1", LORA1)])
