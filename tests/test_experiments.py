@@ -32,7 +32,7 @@ def smoke_results():
 
 def test_registry_holds_the_minilm_claims():
     claims = {exp.claim for exp in E.REGISTRY.values()}
-    assert {f"C{i}" for i in range(1, 11)} <= claims   # every claim C1-C10 of COURSE_DESIGN.md §8
+    assert {f"C{i}" for i in range(1, 11)} <= claims   # every claim C1-C10 of docs/evidence.md
 
 
 @pytest.mark.parametrize("name", sorted(E.REGISTRY))

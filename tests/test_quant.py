@@ -8,7 +8,7 @@ from peftcourse.runtime import bnb_cpu_kernels
 from peftcourse.quant import (DQ_BLOCKSIZE, dynamic_code, format_errors, fp4_code, nf4_code, nf4_code_lecture,
                               nf4_steps, quantize_absmax, quantize_fp4, quantize_nf4)
 
-# COURSE_DESIGN §4: bitsandbytes.functional.get_4bit_type("nf4")
+# bitsandbytes.functional.get_4bit_type("nf4"), as bitsandbytes 0.50 stores it
 NF4_TABLE = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
              -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
              0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,

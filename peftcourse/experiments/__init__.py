@@ -1,4 +1,4 @@
-"""Experiments as code: each lecture claim (COURSE_DESIGN.md §8, C1-C11) as a registered experiment with
+"""Experiments as code: each lecture claim (C1-C11, listed in docs/evidence.md) as a registered experiment with
 several seeds, a cached full-size result in data/results/NAME.json, and a rule that says whether the paper's
 finding was reproduced.
 

@@ -60,7 +60,7 @@ def experiment(name, *, claim, question, paper, metric, higher_is_better, sizes,
     ({run: seconds}) count in the result's wall time.
     """
     if not (isinstance(claim, str) and claim[:1] == "C" and claim[1:].isdigit() and 1 <= int(claim[1:]) <= 11):
-        raise ValueError(f"claim must be 'C1' ... 'C11' (COURSE_DESIGN.md §8), got {claim!r}")
+        raise ValueError(f"claim must be 'C1' ... 'C11' (docs/evidence.md lists them), got {claim!r}")
     if set(sizes) != set(SIZES):
         raise ValueError(f"sizes must give a config for each of {SIZES}, got {sorted(sizes)}")
     if not compare:
