@@ -9,6 +9,7 @@ One layer can hold several named adapters (e.g. one per task) and switch between
 `.scaling` and `.dropout` always refer to the active one.
 """
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -233,3 +234,33 @@ def copy_to_peft(model, peft_model, adapter_name="default"):
         A.copy_(layer.A)
         B.copy_(layer.B)
     return len(layers)
+
+
+def save_for_peft(model, folder):
+    """Write the model's active LoRA adapter in peft's format (adapter_config.json, adapter_model.safetensors) to
+    `folder`, for PeftModel.from_pretrained(base_model, folder). Returns {file name: bytes}.
+
+    r, lora_alpha, use_rslora and target_modules are read from the layers (all must agree). peft saves the adapter
+    only, never the base weights, so its carrier model is built on the "meta" device (shapes, no numbers) and only
+    its LoRA matrices receive numbers, by copy_to_peft."""
+    from peft import LoraConfig, get_peft_model
+    layers = [(name, layer) for name, layer in model.named_modules() if type(layer) is LoRALinear]
+    if not layers:
+        raise ValueError("the model has no LoRALinear layer to save: inject(model, 'lora', ...) first")
+    settings = {tuple(sorted(layer.settings[layer.active_adapter].items())) for _, layer in layers}
+    if len(settings) > 1:
+        raise ValueError(f"peft's LoraConfig holds one r and alpha; these layers use {len(settings)} settings: "
+                         f"{[dict(s) for s in sorted(settings)]}")
+    if not hasattr(model, "config"):
+        raise ValueError(f"save_for_peft needs a transformers model (with .config), got {type(model).__name__}")
+    setting = dict(settings.pop())
+    causal = type(model).__name__.endswith("ForCausalLM")   # peft then loads it as a PeftModelForCausalLM (generate)
+    config = LoraConfig(r=setting["r"], lora_alpha=setting["alpha"], use_rslora=setting["rslora"],
+                        target_modules=sorted({name.rsplit(".", 1)[-1] for name, _ in layers}),
+                        task_type="CAUSAL_LM" if causal else None)
+    with torch.device("meta"):
+        carrier = get_peft_model(type(model)(model.config), config)
+    carrier.to_empty(device="cpu")
+    copy_to_peft(model, carrier)
+    carrier.save_pretrained(folder)
+    return {f: os.path.getsize(os.path.join(folder, f)) for f in sorted(os.listdir(folder))}

@@ -101,6 +101,34 @@ def test_the_one_loop_teaches_the_tiny_model_the_answers(tok, tiny):
     assert chat_task.accuracy(model, tok, examples)["accuracy"] == 1.0
 
 
+def test_finetune_checkpoints_and_gives_the_gradients_of_a_plain_run(tok, tiny):
+    """chat_task.finetune is the one loop with gradient checkpointing on for the run: the same losses as train()
+    without it, and the model's cache setting and checkpointing restored afterwards."""
+    from peftcourse.train import train
+    examples = [{"text": t, "label": l} for t, l in [("Skip a test unless the condition is true.", 6),
+                                                     ("Parse XML document from string fragments.", 7)]]
+    plain = train(chat_task.AnswerLogits(copy.deepcopy(tiny).requires_grad_(True)),
+                  chat_task.batches(tok, examples, batch_size=2), steps=4, lr=1e-2, loss_fn=F.cross_entropy,
+                  progress=False)
+    model = copy.deepcopy(tiny).requires_grad_(True)
+    seen = []
+    original = model.gradient_checkpointing_enable
+    model.gradient_checkpointing_enable = lambda **kw: (seen.append(kw), original(**kw))
+    hist = chat_task.finetune(model, tok, examples, steps=4, lr=1e-2, batch_size=2, desc="test")
+    assert seen and hist.losses == pytest.approx(plain.losses, rel=1e-5)
+    assert model.config.use_cache == tiny.config.use_cache and not model.is_gradient_checkpointing
+
+
+def test_answer_table_prints_each_models_answer_and_refuses_a_missing_one(capsys):
+    examples = [{"text": "Parse XML document from string fragments.", "label": 7}]
+    chat_task.answer_table(examples, {"base": ["Parse"], "tuned": ["xml"]})
+    out = capsys.readouterr().out
+    assert "right answer: xml" in out and "base: 'Parse'" in out and "tuned: 'xml'" in out
+    with pytest.raises(ValueError, match="'tuned' has 0 answers for 1 examples"):
+        chat_task.answer_table(examples, {"base": ["Parse"], "tuned": []})
+    assert capsys.readouterr().out == ""   # refused before printing anything
+
+
 @pytest.mark.parametrize("method", ["full", "lora", "dora", "qlora"])
 def test_the_runner_builds_each_method_on_llama(tiny, method):
     model = runner.build(copy.deepcopy(tiny), Spec(method, runner.TARGETS, r=2, alpha=4) if method != "full"

@@ -245,3 +245,35 @@ def test_copy_to_peft_gives_peft_the_same_llama_and_refuses_a_mismatch():
         copy_to_peft(llama, ref)
     with pytest.raises(ValueError, match="not a peft LoRA model"):
         copy_to_peft(ours, llama)
+
+
+def test_save_for_peft_writes_an_adapter_peft_loads_onto_the_base(tmp_path):
+    import copy
+    from peft import PeftModel
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from peftcourse import inject
+    from peftcourse.lora import save_for_peft
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=128, vocab_size=64)).eval()
+    ours = inject(copy.deepcopy(llama), "lora", ["q_proj", "v_proj"], r=4, alpha=8).eval()
+    with torch.no_grad():
+        for m in ours.modules():
+            if isinstance(m, LoRALinear):
+                m.B.normal_()
+    files = save_for_peft(ours, tmp_path)
+    assert set(files) >= {"adapter_config.json", "adapter_model.safetensors"} and files["adapter_model.safetensors"] > 0
+    loaded = PeftModel.from_pretrained(copy.deepcopy(llama), tmp_path).eval()
+    assert type(loaded).__name__ == "PeftModelForCausalLM"
+    assert sorted(loaded.peft_config["default"].target_modules) == ["q_proj", "v_proj"]
+    ids = torch.randint(0, 64, (2, 7))
+    with torch.no_grad():
+        assert not torch.allclose(ours(ids).logits, llama(ids).logits, atol=1e-3)
+        torch.testing.assert_close(loaded(input_ids=ids).logits, ours(ids).logits, atol=1e-5, rtol=1e-5)
+    mixed = inject(copy.deepcopy(llama), "lora", ["q_proj"], r=4, alpha=8)
+    inject(mixed, "lora", ["v_proj"], r=2, alpha=8)
+    with pytest.raises(ValueError, match="one r and alpha"):
+        save_for_peft(mixed, tmp_path / "mixed")
+    with pytest.raises(ValueError, match="no LoRALinear layer"):
+        save_for_peft(llama, tmp_path / "none")
+    assert not (tmp_path / "mixed").exists() and not (tmp_path / "none").exists()
