@@ -133,14 +133,14 @@ def freeze_all_but_top(model, k, head=("pooler", "classifier")):
         raise TypeError(f"head must be a module name or a list of names, got {head!r}")
     # encoder.layer.N. (BERT), transformer.h.N. (GPT-2) or model.layers.N. (Llama)
     block = re.compile(r"(?:^|\.)(?:layer|layers|h)\.(\d+)\.")
-    train = {}
-    for name, p in model.named_parameters():
+    train = {}   # by tensor: a head tied to the input embedding (GPT-2, SmolLM2) is one tensor under two names
+    for name, p in model.named_parameters(remove_duplicate=False):
         found = block.search(name)
         in_top = found is not None and int(found.group(1)) >= n_layers - k
         in_head = any(name == h or name.startswith(h + ".") or f".{h}." in name for h in head)
-        train[name] = in_top or in_head
+        train[p] = train.get(p, False) or in_top or in_head
     if not any(train.values()):  # decided before any requires_grad flag changes
         raise ValueError(f"nothing left to train: no parameter matches head={tuple(head)!r} and k={k}")
-    for name, p in model.named_parameters():
-        p.requires_grad_(train[name])
+    for p, trained in train.items():
+        p.requires_grad_(trained)
     return model

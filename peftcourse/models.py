@@ -8,7 +8,8 @@
     model, tok = load_hub("gpt2")            # any Hugging Face hub model, only when a network is there
     model, tok = load_smollm2()              # SmolLM2-135M-Instruct (LlamaForCausalLM, 134.5M params), once
                                              # `python -m peftcourse.models fetch-smollm2` has converted it
-    PEFTCOURSE_LM=smollm2 jupyter lab         # load_tinygpt() returns SmolLM2 (Llama's module names: q_proj, ...)
+    PEFTCOURSE_LM=smollm2 jupyter lab         # load_tinygpt() returns SmolLM2 (Llama's module names: q_proj, ...;
+                                              # notebooks naming GPT-2's c_attn, c_fc stop at inject)
 
 Weights are read from safetensors only (`use_safetensors=True`): no pickle is ever unpickled.
 """

