@@ -13,11 +13,13 @@ Only the last position's logits are computed (`logits_to_keep=1`): a 49,152-word
 would cost more memory than the model (issue measured 3.4 GB against 1.2 GB).
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from . import data, validate
 from .runtime import eval_mode
+from .train import train
 
 SYSTEM = "Name the Python package a documentation sentence is from."
 QUESTION = "Packages: {labels}.\nSentence: {text}"
@@ -107,8 +109,6 @@ def finetune(model, tokenizer, examples, *, steps, lr, batch_size=4, seed=0, des
 
     Gradient checkpointing recomputes each block's activations in the backward pass instead of storing them all:
     on SmolLM2 at batch 4 about 400 MB less memory for about a third more time per step (same gradients)."""
-    import torch.nn.functional as F
-    from .train import train
     use_cache = model.config.use_cache
     model.config.use_cache = False   # no key/value cache while training: checkpointing recomputes instead
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -58,8 +58,8 @@ def randomise_B(model, std=0.05):
             layer.B.normal_(std=std)
 
 
-def assert_same_as_peft(ours, ref, tol=TOL):
-    """The same logits and loss on one batch, then the same gradient for every adapter weight (A, B, and DoRA's m)."""
+def same_outputs_then_backward(ours, ref, tol=TOL):
+    """The same logits and loss on one batch; then both losses' backward passes. Returns (ours', peft's) outputs."""
     ids, mask, labels = batch()
     a = ours(input_ids=ids, attention_mask=mask, labels=labels)
     b = ref(input_ids=ids, attention_mask=mask, labels=labels)
@@ -67,6 +67,12 @@ def assert_same_as_peft(ours, ref, tol=TOL):
     torch.testing.assert_close(a.loss, b.loss, **tol)
     a.loss.backward()
     b.loss.backward()
+    return a, b
+
+
+def assert_same_as_peft(ours, ref, tol=TOL):
+    """The same logits and loss on one batch, then the same gradient for every adapter weight (A, B, and DoRA's m)."""
+    a, _ = same_outputs_then_backward(ours, ref, tol)
     for name, layer in adapter_layers(ours):
         theirs = ref.base_model.model.get_submodule(name)
         torch.testing.assert_close(layer.A.grad, theirs.lora_A["default"].weight.grad, **tol)
@@ -126,14 +132,9 @@ def test_sbora_equals_peft_lora_holding_its_one_hot_factor(variant):
             one_hot, other = ("lora_A", "lora_B") if variant == "FA" else ("lora_B", "lora_A")
             getattr(theirs, one_hot)["default"].weight.copy_(layer.standard_basis())
             getattr(theirs, other)["default"].weight.copy_(trained)
-    ids, mask, labels = batch()
-    a = ours(input_ids=ids, attention_mask=mask, labels=labels)
-    b = ref(input_ids=ids, attention_mask=mask, labels=labels)
-    torch.testing.assert_close(a.logits, b.logits, **TOL)
-    torch.testing.assert_close(a.loss, b.loss, **TOL)
+    a, _ = same_outputs_then_backward(ours, ref)
+    ids, mask, _ = batch()
     assert not torch.allclose(a.logits, base_logits(ids, mask), atol=1e-4)   # ΔW matters
-    a.loss.backward()
-    b.loss.backward()
     for name, layer in adapter_layers(ours):
         theirs = ref.base_model.model.get_submodule(name)
         mine, peft_grad = ((layer.B, theirs.lora_B) if variant == "FA" else (layer.A, theirs.lora_A))
@@ -243,13 +244,7 @@ def test_prompt_tuning_matches_peft():
     with torch.no_grad():
         ours.prompt.copy_(ref.prompt_encoder["default"].embedding.weight)
     assert pc.trainable_report(ours) == peft_line(ref)
-    ids, mask, labels = batch()
-    a = ours(input_ids=ids, attention_mask=mask, labels=labels)
-    b = ref(input_ids=ids, attention_mask=mask, labels=labels)
-    torch.testing.assert_close(a.logits, b.logits, **TOL)
-    torch.testing.assert_close(a.loss, b.loss, **TOL)
-    a.loss.backward()
-    b.loss.backward()
+    same_outputs_then_backward(ours, ref)
     torch.testing.assert_close(ours.prompt.grad, ref.prompt_encoder["default"].embedding.weight.grad, **TOL)
 
 
@@ -269,13 +264,7 @@ def test_prefix_tuning_matches_peft_with_grouped_query_attention(projection):
     if not projection:
         assert ours.prefix.shape == (4, 2 * 2 * 64)   # n × layers · 2 · (kv heads · head size)
     assert ours.key_values(batch=3)[0][0].shape == (3, 2, 4, 32)   # (batch, kv heads, n, head size)
-    ids, mask, labels = batch()
-    a = ours(input_ids=ids, attention_mask=mask, labels=labels)
-    b = ref(input_ids=ids, attention_mask=mask, labels=labels)
-    torch.testing.assert_close(a.logits, b.logits, **TOL)
-    torch.testing.assert_close(a.loss, b.loss, **TOL)
-    a.loss.backward()
-    b.loss.backward()
+    same_outputs_then_backward(ours, ref)
     assert {n for n, p in ours.named_parameters() if p.grad is not None} == \
         ({"prefix"} | ({"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"} if projection else set()))
     torch.testing.assert_close(ours.prefix.grad, encoder.embedding.weight.grad, **TOL)
