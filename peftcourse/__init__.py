@@ -6,7 +6,7 @@ from . import quiet  # first: library message filters must be in place before th
 from . import runtime
 from .runtime import setup, get_device, seed_everything, budget, is_fast, count_params
 from .train import train, History
-from .inject import inject, trainable_report, merge_and_unload, save_adapter, load_adapter
+from .inject import inject, trainable_report, merge, merge_and_unload, unload, save_adapter, load_adapter
 
 __version__ = "0.1.0"
 

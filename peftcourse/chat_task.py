@@ -22,7 +22,19 @@ from .runtime import eval_mode
 from .train import train
 
 SYSTEM = "Name the Python package a documentation sentence is from."
+N_TRAIN, N_HELD_OUT = 1100, 400   # the registered SmolLM2 designs' training sentences; doc_topics' test sentences
 QUESTION = "Packages: {labels}.\nSentence: {text}"
+
+
+def split(n_test=N_HELD_OUT, n_val=0, n_train=N_TRAIN):
+    """(train, val, test) of the one fixed doc_topics split every SmolLM2 run uses (notebooks and registered
+    designs): training sentences first, then validation sentences after them, and the first n_test of the 400
+    held-out test sentences (the same 400 MiniLM is tested on). None of them is ever trained on by a test."""
+    train_all, test = data.doc_topics(n_test=N_HELD_OUT, seed=0)
+    validate.int_in("n_test", n_test, 1, len(test))
+    validate.int_in("n_train", n_train, 1, len(train_all))
+    validate.int_in("n_val", n_val, 0, len(train_all) - n_train)
+    return train_all[:n_train], train_all[n_train:n_train + n_val], test[:n_test]
 
 
 def prompt(tokenizer, text):

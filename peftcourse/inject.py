@@ -218,8 +218,9 @@ def load_adapter(model, path):
     return model
 
 
-def merge_and_unload(model):
-    """Merge every adapter into its base layer and put the plain base layer back: a normal model again."""
+def merge(model):
+    """Add every adapter's ΔW into its base weight, in place (peft's merge_adapter). The adapter layers stay,
+    marked merged: each then costs what its base layer costs, and unload() can take ΔW out again."""
     layers = adapter_layers(model)
     if not layers:
         raise ValueError("the model has no adapter layers to merge: inject() a method first")
@@ -230,9 +231,28 @@ def merge_and_unload(model):
     for name, layer in layers:
         tied = [n for n, p in model.named_parameters(remove_duplicate=False)
                 if p is layer.base.weight and not n.startswith(name + ".")]
-        if tied:  # e.g. GPT-2's lm_head shares its weight with the token embedding
+        if tied and not layer.merged:  # e.g. GPT-2's lm_head shares its weight with the token embedding
             warnings.warn(f"{name}'s weight is tied to {tied}: merging its adapter changes those too")
         if not layer.merged:
             layer.merge()
+    return model
+
+
+def merge_and_unload(model):
+    """Merge every adapter into its base layer and put the plain base layer back: a normal model again."""
+    for name, layer in adapter_layers(merge(model)):
+        replace_module(model, name, layer.base)
+    return model
+
+
+def unload(model):
+    """Take every adapter out and put its base layer back (peft's unload): the model as it was before inject().
+    A merged layer is unmerged first (W0 + ΔW − ΔW: W0 up to float rounding); an unmerged one is untouched."""
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("the model has no adapter layers to unload: inject() a method first")
+    for name, layer in layers:
+        if layer.merged:
+            layer.unmerge()
         replace_module(model, name, layer.base)
     return model

@@ -181,3 +181,15 @@ def test_a_smoke_run_of_every_smollm2_design_on_the_tiny_model(tok, tiny, monkey
         assert "zero-shot" in result["results"] and result["size"] == "smoke"
         assert all(0.0 <= v[0] <= 1.0 for v in result["results"].values())
         assert E.get(name).follow_up_of and E.get(name).registered_commit
+
+
+def test_the_one_split_is_the_registered_designs_and_refuses_sizes_it_cannot_give():
+    train_all, test_all = data.doc_topics(n_test=400, seed=0)
+    train, val, test = chat_task.split(n_test=80)
+    assert train == train_all[:1100] and val == [] and test == test_all[:80]
+    assert runner.splits(runner.SIZES["full"]) == (train_all[:1100], train_all[1100:1200], test_all[:200])
+    assert not {ex["text"] for ex in train + val} & {ex["text"] for ex in test_all}
+    for kwargs, problem in (({"n_test": 401}, "n_test"), ({"n_val": 101}, "n_val"), ({"n_train": 0}, "n_train"),
+                            ({"n_test": 8.0}, "n_test")):
+        with pytest.raises(ValueError, match=problem):
+            chat_task.split(**kwargs)

@@ -186,6 +186,39 @@ def test_merge_and_unload_matches_peft():
         torch.testing.assert_close(p, p_ref, atol=1e-6, rtol=0)
 
 
+def test_merge_then_unload_is_peft_merge_adapter_then_unload():
+    model, ref = both(tiny_gpt2, ["c_attn", "c_proj"])
+    base = tiny_gpt2()
+    adapted = model(IDS).logits
+    pc.merge(model)
+    ref.merge_adapter()
+    assert all(layer.merged for _, layer in adapter_layers(model))   # the layers stay, merged
+    torch.testing.assert_close(model(IDS).logits, adapted, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(model(IDS).logits, ref(IDS).logits, atol=1e-5, rtol=1e-6)
+    pc.merge(model)   # merging a merged model again adds nothing
+    torch.testing.assert_close(model(IDS).logits, adapted, atol=1e-5, rtol=1e-6)
+    unloaded = pc.unload(model)
+    assert not adapter_layers(unloaded) and isinstance(unloaded.transformer.h[0].attn.c_attn, Conv1D)
+    for (n, p), (n_base, p_base) in zip(unloaded.state_dict().items(), base.state_dict().items()):
+        assert n == n_base
+        torch.testing.assert_close(p, p_base, atol=1e-6, rtol=0)   # W0 back, up to the unmerge's float rounding
+    assert not torch.allclose(adapted, base(IDS).logits, atol=1e-3)   # the adapter did change the model
+
+
+def test_unload_of_an_unmerged_model_gives_back_the_very_base_weights():
+    model = pc.inject(tiny_gpt2(), "lora", ["c_attn"], r=2, alpha=4)
+    weight = model.transformer.h[0].attn.c_attn.base.weight
+    with torch.no_grad():
+        model.transformer.h[0].attn.c_attn.B.normal_()
+    pc.unload(model)
+    assert model.transformer.h[0].attn.c_attn.weight is weight
+    assert torch.equal(weight, tiny_gpt2().transformer.h[0].attn.c_attn.weight)
+    with pytest.raises(ValueError, match="no adapter layers to unload"):
+        pc.unload(model)
+    with pytest.raises(ValueError, match="no adapter layers to merge"):
+        pc.merge(model)
+
+
 def test_two_task_adapters_switch_like_peft(capsys):
     model, ref = both(tiny_gpt2, ["c_attn"])
     add_adapter(model, "task_b", r=2, alpha=4)

@@ -44,10 +44,8 @@ def fresh_smollm2():
 
 
 def splits(cfg):
-    """(train, val, test) of doc_topics' fixed split (the first n_test of the 400 test sentences MiniLM is tested on)."""
-    train_all, test = data.doc_topics(n_test=400, seed=0)
-    return (train_all[:cfg["n_train"]], train_all[cfg["n_train"]:cfg["n_train"] + cfg["n_val"]],
-            test[:cfg["n_test"]])
+    """(train, val, test) of the size's share of the fixed split (chat_task.split)."""
+    return chat_task.split(n_test=cfg["n_test"], n_val=cfg["n_val"], n_train=cfg["n_train"])
 
 
 def nf4_base(model, skip=(), read_weight=None):
