@@ -116,14 +116,16 @@ def _finetune(spec, lr, seed, cfg):
 
 
 def smollm2_prepare(config, size, name):
-    """Each family's rate: full size sweeps LR_SWEEP on seed 0 (validation accuracy, recorded in
-    config["lr_sweep"]); other sizes reuse the cached full result's rates (else the sweep's first)."""
+    """Each family's rate: full size sweeps the design's grid (config["lr_grid"], else LR_SWEEP) on seed 0
+    (validation accuracy, recorded in config["lr_sweep"]); other sizes reuse the cached full result's rates
+    (else the grid's first)."""
     families = sorted({FAMILY[Spec.of(s).method] for s in config["settings"].values() if Spec.of(s).method != "none"})
+    grid = config.get("lr_grid", LR_SWEEP)
     config["lr"], seconds = {}, {}
     if size == "full":
         config["lr_sweep"] = {}
         for fam in families:
-            runs = {lr: finetune(SWEEP_SPEC[fam], lr, 0, config) for lr in LR_SWEEP[fam]}
+            runs = {lr: finetune(SWEEP_SPEC[fam], lr, 0, config) for lr in grid[fam]}
             seconds.update({str(run_key(SWEEP_SPEC[fam], lr, 0, config)): r["wall_s"] for lr, r in runs.items()})
             config["lr_sweep"][fam] = {"setting": SWEEP_SPEC[fam].to_dict(), "seed": 0,
                                        "val_accuracy": {f"{lr:g}": r["val"] for lr, r in runs.items()}}
@@ -133,7 +135,7 @@ def smollm2_prepare(config, size, name):
         cached = load_result(name)["config"]["lr"]
     except (FileNotFoundError, KeyError, ValueError):
         cached = {}
-    config["lr"] = {fam: cached.get(fam, LR_SWEEP[fam][0]) for fam in families}
+    config["lr"] = {fam: cached.get(fam, grid[fam][0]) for fam in families}
     return config, seconds
 
 
@@ -148,5 +150,7 @@ def run_smollm2(config, seed):
             "runs": {str(run_key(specs[s], rates[s], seed, config)): r["wall_s"] for s, r in runs.items()}}
 
 
-def smollm2_sizes(settings):
-    return {size: {**cfg, "settings": settings} for size, cfg in SIZES.items()}
+def smollm2_sizes(settings, lr_grid=None):
+    """Every size's config; lr_grid: the design's own rates to sweep per family (default LR_SWEEP)."""
+    extra = {} if lr_grid is None else {"lr_grid": lr_grid}
+    return {size: {**cfg, "settings": settings, **extra} for size, cfg in SIZES.items()}
