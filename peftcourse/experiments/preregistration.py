@@ -28,6 +28,7 @@ REGISTERED_BEFORE_RUN = {
     "four_bit_formats_smollm2": "47dc7c2",
     "lora_vs_full_ft_smollm2": "2b4a717", "lora_rank_smollm2": "2b4a717", "qlora_vs_lora_smollm2": "2b4a717",
     "dora_vs_lora_smollm2": "2b4a717",
+    "lora_vs_full_ft_smollm2_hotter": "0cb9bf8",
 }
 # designs registered by the commit that added this table, 57af38c (confirmed on FRESH_SEEDS)
 REGISTERED_HERE_COMMIT = "57af38c"
@@ -51,6 +52,9 @@ FOLLOW_UP_OF = {
     # the SmolLM2 designs: each claim's second design, registered after its MiniLM design had run
     "lora_vs_full_ft_smollm2": "lora_vs_full_ft", "lora_rank_smollm2": "lora_rank",
     "qlora_vs_lora_smollm2": "qlora_vs_lora", "dora_vs_lora_smollm2": "dora_vs_lora",
+    # designed after lora_vs_full_ft_smollm2's result (both its sweeps chose the top of their grids); a follow-up
+    # names its claim's first design
+    "lora_vs_full_ft_smollm2_hotter": "lora_vs_full_ft",
 }
 # the 4-bit designs make no choice (no learning rate): they have no selection seeds
 NO_SELECTION = {"four_bit_formats", "four_bit_formats_smollm2"}
