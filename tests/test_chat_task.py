@@ -176,7 +176,8 @@ def test_a_smoke_run_of_every_smollm2_design_on_the_tiny_model(tok, tiny, monkey
     from peftcourse import experiments as E
     monkeypatch.setattr(runner, "fresh_smollm2", lambda: (copy.deepcopy(tiny), tok))
     monkeypatch.setattr(E.minilm, "RUN_CACHE", {})
-    for name in ["lora_vs_full_ft_smollm2", "lora_rank_smollm2", "qlora_vs_lora_smollm2", "dora_vs_lora_smollm2"]:
+    for name in ["lora_vs_full_ft_smollm2", "lora_rank_smollm2", "qlora_vs_lora_smollm2", "dora_vs_lora_smollm2",
+                 "lora_vs_full_ft_smollm2_hotter"]:
         result = E.run_experiment(name, [0], "smoke")
         assert "zero-shot" in result["results"] and result["size"] == "smoke"
         assert all(0.0 <= v[0] <= 1.0 for v in result["results"].values())
@@ -193,3 +194,20 @@ def test_the_one_split_is_the_registered_designs_and_refuses_sizes_it_cannot_giv
                             ({"n_test": 8.0}, "n_test")):
         with pytest.raises(ValueError, match=problem):
             chat_task.split(**kwargs)
+
+
+def test_a_design_sweeps_its_own_rate_grid_on_seed_0(monkeypatch):
+    from peftcourse import experiments as E
+    tried = []
+    def fake_finetune(spec, lr, seed, cfg):   # validation accuracy grows with the rate: the top one is chosen
+        tried.append((runner.FAMILY[Spec.of(spec).method], lr, seed))
+        return {"val": lr, "wall_s": 1.0}
+    monkeypatch.setattr(runner, "finetune", fake_finetune)
+    config = copy.deepcopy(E.get("lora_vs_full_ft_smollm2_hotter").sizes["full"])
+    config, seconds = runner.smollm2_prepare(config, "full", "lora_vs_full_ft_smollm2_hotter")
+    assert sorted(tried) == [("LoRA", 3e-3, 0), ("LoRA", 1e-2, 0), ("full FT", 1e-4, 0), ("full FT", 3e-4, 0)]
+    assert config["lr"] == {"LoRA": 1e-2, "full FT": 3e-4} and len(seconds) == 4
+    assert config["lr_sweep"]["LoRA"]["val_accuracy"] == {"0.003": 3e-3, "0.01": 1e-2}
+    tried.clear()   # a design without a grid of its own sweeps the shared one
+    runner.smollm2_prepare(copy.deepcopy(E.get("lora_vs_full_ft_smollm2").sizes["full"]), "full", "x")
+    assert sorted(lr for _, lr, _ in tried) == sorted(runner.LR_SWEEP["LoRA"] + runner.LR_SWEEP["full FT"])
