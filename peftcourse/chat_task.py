@@ -28,8 +28,8 @@ QUESTION = "Packages: {labels}.\nSentence: {text}"
 
 def split(n_test=N_HELD_OUT, n_val=0, n_train=N_TRAIN):
     """(train, val, test) of the one fixed doc_topics split every SmolLM2 run uses (notebooks and registered
-    designs): training sentences first, then validation sentences after them, and the first n_test of the 400
-    held-out test sentences (the same 400 MiniLM is tested on). None of them is ever trained on by a test."""
+    designs): the first n_train training sentences, the next n_val for validation, and the first n_test of the
+    400 held-out test sentences (the 400 MiniLM is tested on), which no run trains on."""
     train_all, test = data.doc_topics(n_test=N_HELD_OUT, seed=0)
     validate.int_in("n_test", n_test, 1, len(test))
     validate.int_in("n_train", n_train, 1, len(train_all))

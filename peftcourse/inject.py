@@ -220,7 +220,8 @@ def load_adapter(model, path):
 
 def merge(model):
     """Add every adapter's ΔW into its base weight, in place (peft's merge_adapter). The adapter layers stay,
-    marked merged: each then costs what its base layer costs, and unload() can take ΔW out again."""
+    marked merged: each then costs what its base layer costs, and unload() can take ΔW out again. A QLoRA layer
+    re-quantizes its merged weight to NF4 (qlora.merge_to_full_precision keeps it exact)."""
     layers = adapter_layers(model)
     if not layers:
         raise ValueError("the model has no adapter layers to merge: inject() a method first")
@@ -229,12 +230,13 @@ def merge(model):
         if delta is not None and not torch.isfinite(delta).all():
             raise FloatingPointError(f"{name}: ΔW holds NaN or Inf; refusing to merge it")
     for name, layer in layers:
+        if layer.merged:   # merged before: adding ΔW again would count it twice
+            continue
         tied = [n for n, p in model.named_parameters(remove_duplicate=False)
                 if p is layer.base.weight and not n.startswith(name + ".")]
-        if tied and not layer.merged:  # e.g. GPT-2's lm_head shares its weight with the token embedding
+        if tied:  # e.g. GPT-2's lm_head shares its weight with the token embedding
             warnings.warn(f"{name}'s weight is tied to {tied}: merging its adapter changes those too")
-        if not layer.merged:
-            layer.merge()
+        layer.merge()
     return model
 
 
@@ -246,8 +248,10 @@ def merge_and_unload(model):
 
 
 def unload(model):
-    """Take every adapter out and put its base layer back (peft's unload): the model as it was before inject().
-    A merged layer is unmerged first (W0 + ΔW − ΔW: W0 up to float rounding); an unmerged one is untouched."""
+    """Take every adapter out and put its base layer back, ΔW not kept (peft's unmerge_adapter, then unload).
+    An unmerged layer gives back its very base weight; a merged one is unmerged first, W0 + ΔW − ΔW, which is W0
+    up to float rounding (a QLoRA layer re-quantizes, so its NF4 weight moves by up to a quantization step).
+    The rest of the model stays as it is: frozen, with any modules_to_save as trained."""
     layers = adapter_layers(model)
     if not layers:
         raise ValueError("the model has no adapter layers to unload: inject() a method first")

@@ -208,6 +208,12 @@ def test_a_design_sweeps_its_own_rate_grid_on_seed_0(monkeypatch):
     assert sorted(tried) == [("LoRA", 3e-3, 0), ("LoRA", 1e-2, 0), ("full FT", 1e-4, 0), ("full FT", 3e-4, 0)]
     assert config["lr"] == {"LoRA": 1e-2, "full FT": 3e-4} and len(seconds) == 4
     assert config["lr_sweep"]["LoRA"]["val_accuracy"] == {"0.003": 3e-3, "0.01": 1e-2}
+    tried.clear()   # a tie keeps the smaller rate, in whatever order the grid lists them
+    config = copy.deepcopy(E.get("lora_vs_full_ft_smollm2_hotter").sizes["full"])
+    config["lr_grid"] = {"LoRA": [1e-2, 3e-3], "full FT": [3e-4, 1e-4]}
+    monkeypatch.setattr(runner, "finetune", lambda spec, lr, seed, cfg: {"val": 0.7, "wall_s": 1.0})
+    assert runner.smollm2_prepare(config, "full", "x")[0]["lr"] == {"LoRA": 3e-3, "full FT": 1e-4}
+    monkeypatch.setattr(runner, "finetune", fake_finetune)
     tried.clear()   # a design without a grid of its own sweeps the shared one
     runner.smollm2_prepare(copy.deepcopy(E.get("lora_vs_full_ft_smollm2").sizes["full"]), "full", "x")
     assert sorted(lr for _, lr, _ in tried) == sorted(runner.LR_SWEEP["LoRA"] + runner.LR_SWEEP["full FT"])

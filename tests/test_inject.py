@@ -186,7 +186,7 @@ def test_merge_and_unload_matches_peft():
         torch.testing.assert_close(p, p_ref, atol=1e-6, rtol=0)
 
 
-def test_merge_then_unload_is_peft_merge_adapter_then_unload():
+def test_merge_then_unload_is_peft_merge_adapter_then_unmerge_adapter_and_unload():
     model, ref = both(tiny_gpt2, ["c_attn", "c_proj"])
     base = tiny_gpt2()
     adapted = model(IDS).logits
@@ -198,11 +198,31 @@ def test_merge_then_unload_is_peft_merge_adapter_then_unload():
     pc.merge(model)   # merging a merged model again adds nothing
     torch.testing.assert_close(model(IDS).logits, adapted, atol=1e-5, rtol=1e-6)
     unloaded = pc.unload(model)
+    ref.unmerge_adapter()
+    unloaded_ref = ref.unload()   # peft's unload alone would keep ΔW in a merged weight
     assert not adapter_layers(unloaded) and isinstance(unloaded.transformer.h[0].attn.c_attn, Conv1D)
-    for (n, p), (n_base, p_base) in zip(unloaded.state_dict().items(), base.state_dict().items()):
-        assert n == n_base
-        torch.testing.assert_close(p, p_base, atol=1e-6, rtol=0)   # W0 back, up to the unmerge's float rounding
+    states = [m.state_dict() for m in (unloaded, unloaded_ref, base)]
+    assert list(states[0]) == list(states[1]) == list(states[2])
+    for name, weight in states[0].items():   # W0 back, up to the unmerge's float rounding, as in peft
+        torch.testing.assert_close(weight, states[1][name], atol=1e-6, rtol=0)
+        torch.testing.assert_close(weight, states[2][name], atol=1e-6, rtol=0)
     assert not torch.allclose(adapted, base(IDS).logits, atol=1e-3)   # the adapter did change the model
+
+
+@pytest.mark.parametrize("method", ["dora", "mora", "sbora"])
+def test_merge_then_unload_gives_back_the_base_for_other_methods(method):
+    kwargs = {"dora": {"r": 2, "alpha": 4}, "mora": {"r": 4}, "sbora": {"r": 2, "alpha": 4}}[method]
+    model, base = pc.inject(tiny_gpt2(), method, ["c_attn"], **kwargs), tiny_gpt2()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))   # every trainable factor away from its no-op start
+    adapted = model(IDS).logits
+    assert not torch.allclose(adapted, base(IDS).logits, atol=1e-4)
+    torch.testing.assert_close(pc.merge(model)(IDS).logits, adapted, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pc.unload(model)(IDS).logits, base(IDS).logits, atol=1e-5, rtol=1e-5)
+    assert not adapter_layers(model)
 
 
 def test_unload_of_an_unmerged_model_gives_back_the_very_base_weights():

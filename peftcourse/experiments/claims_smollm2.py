@@ -1,7 +1,8 @@
 """The claims a real LLM shows best (C1, C2, C6, C7), registered on SmolLM2-135M-Instruct (smollm2.run_smollm2):
 the instruction-tuned chat model learns to name the standard-library package of a documentation sentence.
 
-Each design is a second design of its claim (the first ran on MiniLM), so each is a follow-up. Every design also
+Each design is a second design of its claim (the first ran on MiniLM), so each is a follow-up; C1 has a third,
+designed after the second's result (lora_vs_full_ft_smollm2_hotter). Every design also
 asks that its adapted settings learned the task at all (better than the model as it comes, "zero-shot"): a parity
 between two settings that both stayed at chance would say nothing. The margins are C1's allowance on MiniLM (the
 sentences below, from the papers), on the first 200 of MiniLM's 400 test sentences (one sentence is 0.5 points).

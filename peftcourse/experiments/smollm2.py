@@ -14,7 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .. import chat_task, data, models, runtime
+from .. import chat_task, models, runtime
 from ..inject import inject
 from ..qlora import QuantLinear
 from ..base import replace_module
@@ -31,8 +31,8 @@ SWEEP_SPEC = {"full FT": FULL, "LoRA": Spec("lora", TARGETS, r=8, alpha=16)}
 FAMILY = {"full": "full FT", "lora": "LoRA", "dora": "LoRA", "qlora": "LoRA"}
 ZERO_SHOT = Spec("none")   # the instruction-tuned model as it comes: no training, what every method starts from
 SIZES = {"smoke": {"n_train": 16, "n_val": 8, "n_test": 8, "steps": 2, "batch_size": 2},
-         "class": {"n_train": 1100, "n_val": 100, "n_test": 100, "steps": 30, "batch_size": 4},
-         "full": {"n_train": 1100, "n_val": 100, "n_test": 200, "steps": 60, "batch_size": 4}}
+         "class": {"n_train": chat_task.N_TRAIN, "n_val": 100, "n_test": 100, "steps": 30, "batch_size": 4},
+         "full": {"n_train": chat_task.N_TRAIN, "n_val": 100, "n_test": 200, "steps": 60, "batch_size": 4}}
 _SMOLLM2 = {}
 
 
@@ -129,7 +129,7 @@ def smollm2_prepare(config, size, name):
             seconds.update({str(run_key(SWEEP_SPEC[fam], lr, 0, config)): r["wall_s"] for lr, r in runs.items()})
             config["lr_sweep"][fam] = {"setting": SWEEP_SPEC[fam].to_dict(), "seed": 0,
                                        "val_accuracy": {f"{lr:g}": r["val"] for lr, r in runs.items()}}
-            config["lr"][fam] = max(runs, key=lambda lr: runs[lr]["val"])   # ties: the smaller rate (listed first)
+            config["lr"][fam] = max(sorted(runs), key=lambda lr: runs[lr]["val"])   # a tie keeps the smaller rate
         return config, seconds
     try:
         cached = load_result(name)["config"]["lr"]
