@@ -52,11 +52,17 @@ def inject(model, method, target_modules, modules_to_save=None, **kwargs):
     return replace_layers(model, plan)
 
 
-def each_layer(model, action, name, *args, **kwargs):
-    """Call layer.<action>(...) on every adapter layer, after checking that all of them can."""
+def layers_to(action, model):
+    """The model's adapter layers, or a clear error where there is none to `action`."""
     layers = adapter_layers(model)
     if not layers:
-        raise ValueError("the model has no adapter layers: inject() a method first")
+        raise ValueError(f"the model has no adapter layers to {action}: inject() a method first")
+    return layers
+
+
+def each_layer(model, action, name, *args, **kwargs):
+    """Call layer.<action>(...) on every adapter layer, after checking that all of them can."""
+    layers = layers_to(action.replace("_", " "), model)
     single = [(n, type(layer).__name__) for n, layer in layers if not hasattr(layer, "check_" + action)]
     if single:
         raise TypeError(f"{single[0][1]} at {single[0][0]!r} holds a single adapter (no {action})")
@@ -222,9 +228,7 @@ def merge(model):
     """Add every adapter's ΔW into its base weight, in place (peft's merge_adapter). The adapter layers stay,
     marked merged: each then costs what its base layer costs, and unload() can take ΔW out again. A QLoRA layer
     re-quantizes its merged weight to NF4 (qlora.merge_to_full_precision keeps it exact)."""
-    layers = adapter_layers(model)
-    if not layers:
-        raise ValueError("the model has no adapter layers to merge: inject() a method first")
+    layers = layers_to("merge", model)
     for name, layer in layers:  # everything is checked before the first layer is merged
         delta = None if layer.merged else layer.delta_weight().detach()
         if delta is not None and not torch.isfinite(delta).all():
@@ -252,9 +256,7 @@ def unload(model):
     An unmerged layer gives back its very base weight; a merged one is unmerged first, W0 + ΔW − ΔW, which is W0
     up to float rounding (a QLoRA layer re-quantizes, so its NF4 weight moves by up to a quantization step).
     The rest of the model stays as it is: frozen, with any modules_to_save as trained."""
-    layers = adapter_layers(model)
-    if not layers:
-        raise ValueError("the model has no adapter layers to unload: inject() a method first")
+    layers = layers_to("unload", model)
     for name, layer in layers:
         if layer.merged:
             layer.unmerge()
