@@ -4,7 +4,7 @@
 #
 #   sudo bash deploy/tljh.sh <lecturer-username>
 #
-# Sizing (deploy/README.md): each student needs up to 1,618 MiB while running the largest notebook, so a
+# Sizing (deploy/README.md): each student needs up to 1,614 MiB while running the largest notebook, so a
 # 16 GB server takes 9 students running 05_lora together, a 64 GB server 39 (tests/bench_hub.py prints
 # the table for every notebook). Students log in with TLJH's first-use authenticator (each picks a password at
 # first login) unless you set another: https://tljh.jupyter.org, "Authentication".
